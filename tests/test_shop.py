@@ -13,11 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import django
 import pytest
-from django.apps import apps
 from django.conf import settings
-from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
@@ -37,28 +34,8 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")
-def django_db(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Set Django up (unless the toolkit already did) and migrate its database once."""
-    if not settings.configured:
-        # Nobody configured Django: use a throwaway SQLite file. The environment is restored
-        # afterwards so later code in this session sees what it would have seen without us.
-        database = tmp_path_factory.mktemp("shop-db") / "test.sqlite3"
-        saved = dict(os.environ)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        os.environ.update(
-            DATABASE_URL=f"sqlite:///{database}",
-            DJANGO_SECRET_KEY="test-only-secret-key-not-for-production-use-0123456789",
-            DJANGO_DEBUG="0",
-            DJANGO_DEBUG_TOOLBAR="0",
-        )
-        try:
-            django.setup()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-    elif not apps.ready:
-        django.setup()
-    call_command("migrate", run_syncdb=False, verbosity=0)
+def django_db(lab: object) -> None:
+    """Use the toolkit's tiny lab: Django configured, database migrated and seeded."""
 
 
 @dataclass

@@ -1,0 +1,83 @@
+# django-perf-workshop: `make lab` for learners, `make test` for everything CI checks.
+# Each target sets up the virtualenv first, so both work on a fresh machine with Python and make.
+
+PYTHON ?= python3
+VENV ?= .venv
+# Keep in step with pyproject's requires-python, environment.yml and binder/runtime.txt
+# (tests/test_environment.py checks that they agree).
+MIN_PYTHON := 3.11
+# uv only recompiles the lock (`make lock`); pinned so two people get the same resolver.
+UV_VERSION ?= 0.13.9
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup lab test notebooks bench-seed lock clean
+
+help:
+	@echo "django-perf-workshop"
+	@echo
+	@echo "  make lab         set up, build the small database, open JupyterLab on lesson 00"
+	@echo "  make test        set up, lint, run the unit tests and every notebook (nbval)"
+	@echo "  make notebooks   re-execute every notebook in place (committed outputs come from here)"
+	@echo "  make bench-seed  compare seeding speed: toolkit vs executemany vs bulk_create"
+	@echo "  make lock        recompile requirements.txt from requirements.in (uv $(UV_VERSION))"
+	@echo "  make setup       only create $(VENV) and install the pinned packages"
+	@echo "  make clean       remove $(VENV)"
+	@echo
+	@echo "Variables: PYTHON=$(PYTHON) (3.11+), VENV=$(VENV); env PERFLAB_SCALE=tiny|small|default|large"
+
+# The virtualenv itself. Checked once, when it is created: a too-old Python stops here with a
+# message instead of failing later inside pip.
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, "$(MIN_PYTHON)".split("."))))' \
+	  2>/dev/null || { \
+	  echo >&2 "error: '$(PYTHON)' is missing or older than Python $(MIN_PYTHON)" \
+	    "(found: $$($(PYTHON) --version 2>/dev/null || echo nothing))."; \
+	  echo >&2 "Install Python $(MIN_PYTHON)+ and run again, e.g. make $(or $(MAKECMDGOALS),lab) PYTHON=python3.12"; \
+	  exit 1; }
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo >&2 "error: could not create $(VENV) (on Debian/Ubuntu: apt install python3-venv)"; exit 1; }
+
+# The pinned packages and the project (editable). Re-runs when the lock or pyproject changes.
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+	@echo "Installing the pinned packages into $(VENV) (a while the first time)..."
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt -e .
+	@touch $@
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	@echo "Preparing the $${PERFLAB_SCALE:-small} database..."
+	@out=$$($(BIN)/python -m perflab seed --scale $${PERFLAB_SCALE:-small} 2>&1) \
+	  || { printf '%s\n' "$$out" >&2; exit 1; }
+	$(BIN)/jupyter lab notebooks/00-start-here.ipynb
+
+# One pytest run: unit tests plus every notebook (nbval). The orphan check runs even when
+# pytest fails, so a leaked server is reported either way.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	@status=0; \
+	echo "$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env tests notebooks"; \
+	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env tests notebooks || status=$$?; \
+	if [ $$status -eq 5 ]; then \
+	  echo >&2 "make test: pytest collected no tests (exit 5). That is a failure here."; \
+	fi; \
+	echo "$(BIN)/python -m perflab services check-orphans"; \
+	$(BIN)/python -m perflab services check-orphans || { [ $$status -ne 0 ] || status=1; }; \
+	exit $$status
+
+notebooks: $(STAMP)
+	$(BIN)/python -m perflab notebooks
+
+bench-seed: $(STAMP)
+	$(BIN)/python -m perflab bench-seed
+
+lock: | $(BIN)/python
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --disable-pip-version-check -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile --python-version $(MIN_PYTHON) requirements.in -o requirements.txt \
+	  --custom-compile-command "make lock"
+
+clean:
+	rm -rf $(VENV)
