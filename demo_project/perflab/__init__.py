@@ -1,0 +1,25 @@
+"""perflab: the workshop's toolkit. One call gives a notebook a measured, isolated Django lab.
+
+    from perflab import setup
+    lab = setup()                      # Django configured, this kernel's own seeded database
+    with lab.measure("naive") as m:    # queries and time of the block
+        ...
+"""
+
+from __future__ import annotations
+
+from .bootstrap import Lab, current_lab, setup
+from .errors import PerflabError, PortInUse, ServiceUnavailable, StaleSchema, UnknownChoice
+from .seed import SCALES
+
+__all__ = [
+    "SCALES",
+    "Lab",
+    "PerflabError",
+    "PortInUse",
+    "ServiceUnavailable",
+    "StaleSchema",
+    "UnknownChoice",
+    "current_lab",
+    "setup",
+]

@@ -1,0 +1,109 @@
+"""Command line for the workshop's chores: ``python -m perflab <command>``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from . import bootstrap, seed
+
+    scale = seed.get_scale(args.scale)
+    bootstrap._configure_django()
+    bootstrap._check_migrations_match_models()
+    started = time.perf_counter()
+    path, built = bootstrap.sqlite_template(scale)
+    what = "Built" if built else "Already up to date:"
+    print(f"{what} template for scale {scale.name!r} at {path} "
+          f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _cmd_bench_seed(args: argparse.Namespace) -> int:
+    from . import bench
+
+    text, ratio = bench.format_results(bench.bench_seed(rows=args.rows))
+    print(text)
+    return 0 if ratio >= bench.TARGET_RATIO else 1
+
+
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from . import notebooks
+
+    paths = [Path(p).resolve() for p in args.paths] or notebooks.lesson_paths()
+    for path in notebooks.update_navigation(notebooks.lesson_paths()):
+        print(f"navigation updated: {path.name}")
+    if args.no_execute:
+        return 0
+    failed = 0
+    for path in paths:
+        report = notebooks.execute_notebook(path, scale=args.scale)
+        status = "ok" if not report.errors else "FAILED"
+        over = report.peak_rss_mb > notebooks.MEMORY_LIMIT_MB
+        print(f"{path.name}: {status} in {report.seconds:.1f} s, "
+              f"kernel peak memory {report.peak_rss_mb:.0f} MB"
+              + (f" (over the {notebooks.MEMORY_LIMIT_MB} MB budget!)" if over else ""))
+        for error in report.errors:
+            print(f"  {error}")
+        failed += bool(report.errors) or over
+    return 1 if failed else 0
+
+
+def _cmd_services(args: argparse.Namespace) -> int:
+    from . import services
+
+    if args.action == "list":
+        for record in services.running_services():
+            print(record)
+        return 0
+    if args.action == "stop-all":
+        services.stop_all()
+        return 0
+    orphans = services.find_orphans()
+    if orphans:
+        print(f"Server processes perflab started are still running: {orphans}")
+        return 1
+    print("No perflab server is left running.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one chore and return its exit code."""
+    parser = argparse.ArgumentParser(prog="python -m perflab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("seed", help="build the template database for a scale (once)")
+    p.add_argument("--scale", default="small")
+    p.set_defaults(func=_cmd_seed)
+
+    p = sub.add_parser("bench-seed", help="seeding rate: perflab vs raw executemany vs bulk_create")
+    p.add_argument("--rows", type=int, default=200_000)
+    p.set_defaults(func=_cmd_bench_seed)
+
+    p = sub.add_parser("notebooks", help="regenerate navigation and re-run every lesson")
+    p.add_argument("paths", nargs="*", help="only these notebooks (default: all lessons)")
+    p.add_argument("--scale", default="small")
+    p.add_argument("--no-execute", action="store_true", help="only update navigation")
+    p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("services", help="servers perflab started for this user")
+    p.add_argument("action", choices=["list", "stop-all", "check-orphans"])
+    p.set_defaults(func=_cmd_services)
+
+    args = parser.parse_args(argv)
+    from .errors import PerflabError
+
+    try:
+        return args.func(args)
+    except PerflabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,535 @@
+"""Give each notebook a ready lab: Django configured in-process, its own seeded database copy.
+
+``setup()`` is the one call at the top of every lesson. It configures the demo project, makes
+sure a template database exists for the scale and schema (built once, seeded with raw bulk
+writes), copies it for this kernel, and returns a :class:`Lab` whose methods measure what the
+notebook runs. Calling it again in the same kernel gives a fresh copy; nothing leaks between
+notebooks because each kernel gets its own database file (or PostgreSQL database).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import seed as seeding
+from .errors import PerflabError, ServiceUnavailable, StaleSchema, UnknownChoice
+from .paths import REPO_ROOT, state_dir
+
+__all__ = ["CACHES", "DATABASES", "Lab", "current_lab", "schema_version", "setup"]
+
+DATABASES = ("sqlite", "postgres")
+CACHES = ("locmem", "dummy", "file", "db", "memcached", "redis")
+TABLES = (
+    "shop_category", "shop_tag", "shop_product", "shop_product_tags", "auth_user",
+    "shop_review", "shop_order", "shop_orderline",
+)
+# Only for labs: a notebook never serves the internet, and Django refuses to start without one.
+LAB_SECRET_KEY = "perflab-lab-only-not-a-secret"  # noqa: S105
+
+_current: Lab | None = None
+_services: dict[str, Any] = {}
+
+
+@dataclass
+class Lab:
+    """One notebook's lab: which database and scale it runs on, and the tools to measure it."""
+
+    scale: seeding.Scale
+    database: str
+    name: str
+    database_settings: dict[str, Any]
+    template: str
+    cache: str
+    prepare_seconds: float
+    built_template: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    # --- measuring: thin wrappers so notebooks only ever need `lab` ---------------------------
+    def measure(self, label: str, func: Any = None, **kwargs: Any) -> Any:
+        """Measure ``func`` (or the ``with`` block): queries run, and time over repeats."""
+        from . import measure
+
+        return measure.measure(label, func, **kwargs)
+
+    def compare(self, *measurements: Any, **kwargs: Any) -> Any:
+        """Compare measurements side by side: a table and a bar chart, ratios to the first."""
+        from . import measure
+
+        return measure.compare(*measurements, **kwargs)
+
+    def explain(self, queryset: Any, **kwargs: Any) -> Any:
+        """Return the database's plan for ``queryset``, as this lab's vendor writes it."""
+        from . import measure
+
+        return measure.explain(queryset, **kwargs)
+
+    def print_sql(self) -> Any:
+        """Print every query as it runs inside the block, as shell_plus --print-sql does."""
+        from . import measure
+
+        return measure.print_sql()
+
+    # --- services ------------------------------------------------------------------------------
+    def service(self, name: str, *, strict: bool | None = None) -> Any:
+        """Start (or reuse) a real server for this kernel; None with a hint if it is missing."""
+        return start_lab_service(name, strict=strict)
+
+    # --- facts about the data ------------------------------------------------------------------
+    @property
+    def vendor(self) -> str:
+        from django.db import connection
+
+        return connection.vendor
+
+    @property
+    def sql_url(self) -> str:
+        """Return a SQLAlchemy URL for the same database, for ipython-sql's ``%sql``."""
+        db = self.database_settings
+        if self.database == "sqlite":
+            return f"sqlite:///{db['NAME']}"
+        return f"postgresql+psycopg://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+    def counts(self) -> dict[str, int]:
+        """Return the row count of each shop table (a quick look at the scale)."""
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            result = {}
+            for table in TABLES:
+                cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")
+                result[table] = cursor.fetchone()[0]
+        return result
+
+    def reset(self) -> Lab:
+        """Throw this lab's database away and start again from the template."""
+        return setup(database=self.database, scale=self.scale.name, cache=self.cache,
+                     name=self.name, quiet=True)
+
+    def summary(self) -> str:
+        where = self.database_settings["NAME"]
+        how = "built the template and copied it" if self.built_template else "copied the template"
+        return (
+            f"Lab {self.name!r}: {self.database} at scale {self.scale.name!r} "
+            f"({self.scale.products:,} products, {self.scale.reviews:,} reviews); "
+            f"{how} in {self.prepare_seconds:.2f} s; cache {self.cache!r}; database {where}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.name} {self.database}/{self.scale.name}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        notes = "".join(f"<br>⚠️ {html.escape(n)}" for n in self.notes)
+        return f"<div><b>perflab</b> · {html.escape(self.summary())}{notes}</div>"
+
+
+def current_lab() -> Lab | None:
+    """Return the lab the last ``setup()`` in this process made, if any."""
+    return _current
+
+
+def setup(
+    *,
+    database: str | None = None,
+    scale: str | None = None,
+    cache: str = "locmem",
+    name: str | None = None,
+    quiet: bool = False,
+) -> Lab:
+    """Configure Django in this kernel and return a Lab with a fresh seeded database.
+
+    ``database`` is "sqlite" (default, nothing to install) or "postgres" (a real server that
+    perflab starts); ``scale`` defaults to ``$PERFLAB_SCALE`` or "small". Safe to call again.
+    """
+    global _current
+    started = time.perf_counter()
+    database = database or os.environ.get("PERFLAB_DATABASE") or "sqlite"
+    if database not in DATABASES:
+        raise UnknownChoice("database", database, DATABASES)
+    scale_obj = seeding.get_scale(scale or os.environ.get("PERFLAB_SCALE") or "small")
+    if cache not in CACHES:
+        raise UnknownChoice("cache", cache, CACHES)
+    name = _lab_name(name)
+
+    _configure_django()
+    _check_migrations_match_models()
+    notes: list[str] = []
+    if database == "postgres" and _postgres_or_none(notes) is None:
+        database = "sqlite"
+    if database == "postgres":
+        db_settings, template, built = _prepare_postgres(scale_obj, name)
+    else:
+        db_settings, template, built = _prepare_sqlite(scale_obj, name)
+    _use_database(db_settings)
+    _use_cache(cache, name)
+
+    lab = Lab(
+        scale=scale_obj, database=database, name=name, database_settings=db_settings,
+        template=template, cache=cache, prepare_seconds=time.perf_counter() - started,
+        built_template=built, notes=notes,
+    )
+    _current = lab
+    _register_magics()
+    if not quiet:
+        _show(lab)
+    return lab
+
+
+# --- Django configuration ------------------------------------------------------------------------
+
+
+def _configure_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # Jupyter runs cells inside an event loop; Django's ORM refuses sync calls from one unless told
+    # this is deliberate. A notebook is single-user and sequential, so it is.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    os.environ.setdefault("DJANGO_SECRET_KEY", LAB_SECRET_KEY)
+    os.environ.setdefault("DJANGO_DEBUG", "0")
+    os.environ.setdefault("DJANGO_DEBUG_TOOLBAR", "0")
+    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+    # Until the lab's database exists, point at nothing real so no stray file is created.
+    os.environ.setdefault("DATABASE_URL", "sqlite://:memory:")
+    demo = str(REPO_ROOT / "demo_project")
+    if demo not in sys.path:  # works without the editable install too (e.g. a bare checkout)
+        sys.path.insert(0, demo)
+
+    import django
+    from django.apps import apps
+
+    if not apps.ready:
+        django.setup()
+
+
+def _use_database(db: dict[str, Any]) -> None:
+    """Point Django's default connection at ``db``, closing whatever it pointed at before."""
+    from django.conf import settings
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connections
+
+    connections.close_all()
+    settings.DATABASES = {"default": db}
+    # ConnectionHandler caches its settings and per-thread connections; drop both so the next
+    # query opens a connection to the new database (possibly on another engine).
+    connections._settings = None
+    connections.__dict__.pop("settings", None)
+    for alias in list(connections.settings):
+        with contextlib.suppress(AttributeError):
+            delattr(connections._connections, alias)
+    ContentType.objects.clear_cache()
+
+
+def _use_cache(cache: str, name: str) -> None:
+    from django.conf import settings
+    from django.core.cache import caches
+
+    caches.close_all()
+    settings.CACHES = {"default": _cache_settings(cache, name)}
+    caches._settings = None
+    caches.__dict__.pop("settings", None)
+    with contextlib.suppress(AttributeError):
+        delattr(caches._connections, "default")
+    if cache == "db":
+        from django.core.management import call_command
+
+        call_command("createcachetable", verbosity=0)
+
+
+def _cache_settings(cache: str, name: str) -> dict[str, Any]:
+    if cache == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": name}
+    if cache == "dummy":
+        return {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    if cache == "file":
+        folder = state_dir("caches", f"{name}-{os.getpid()}")
+        return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(folder)}
+    if cache == "db":
+        return {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                "LOCATION": "perflab_cache"}
+    server = start_lab_service(cache, strict=True)
+    if cache == "memcached":
+        return {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+                "LOCATION": server.location}
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": server.url}
+
+
+def _check_migrations_match_models() -> None:
+    """Refuse to build a database from migrations that no longer describe the models."""
+    from django.apps import apps
+    from django.db.migrations.autodetector import MigrationAutodetector
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.migrations.state import ProjectState
+
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    detector = MigrationAutodetector(loader.project_state(), ProjectState.from_apps(apps))
+    changes = detector.changes(graph=loader.graph)
+    if changes:
+        raise StaleSchema(
+            "The models changed but no migration describes the change "
+            f"(apps: {', '.join(sorted(changes))}). Run "
+            "`python demo_project/manage.py makemigrations`, then setup() again; "
+            "perflab rebuilds its template database for the new schema by itself."
+        )
+
+
+def schema_version() -> str:
+    """Return a short hash of everything that shapes a template database's contents."""
+    import django
+
+    digest = hashlib.sha256()
+    digest.update(f"django={django.__version__};seed={seeding.SEED_VERSION}".encode())
+    migrations = REPO_ROOT / "demo_project" / "shop" / "migrations"
+    for path in sorted(migrations.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def _seed_current(scale: seeding.Scale) -> None:
+    from django.contrib.auth.hashers import make_password
+    from django.db import connection
+
+    # One known login so a learner can open the admin of a running site: admin / admin.
+    seeding.seed_database(connection, scale, admin_password=make_password("admin"))
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE perflab_meta (key VARCHAR(50) PRIMARY KEY, value TEXT)")
+        cursor.executemany(
+            "INSERT INTO perflab_meta (key, value) VALUES (%s, %s)",
+            [("scale", scale.name), ("schema", schema_version())],
+        )
+        if connection.vendor == "sqlite":
+            cursor.execute("ANALYZE")  # give the planner statistics, as a real database has
+
+
+# --- SQLite --------------------------------------------------------------------------------------
+
+
+def _sqlite_settings(path: Path) -> dict[str, Any]:
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    # Two notebooks started at once must not both build the same template.
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sqlite_template(scale: seeding.Scale) -> tuple[Path, bool]:
+    """Return the template file for ``scale`` (building it if needed) and whether it was built."""
+    folder = state_dir("templates")
+    path = folder / f"{scale.name}-{schema_version()}.sqlite3"
+    if _sqlite_template_ok(path, scale):
+        return path, False
+    with _file_lock(folder / f"{scale.name}.lock"):
+        if _sqlite_template_ok(path, scale):  # another kernel built it while we waited
+            return path, False
+        building = path.with_suffix(f".building-{os.getpid()}")
+        building.unlink(missing_ok=True)
+        try:
+            _use_database(_sqlite_settings(building))
+            _migrate()
+            _seed_current(scale)
+            from django.db import connections
+
+            connections.close_all()
+            os.replace(building, path)
+        finally:
+            building.unlink(missing_ok=True)
+        for old in folder.glob(f"{scale.name}-*.sqlite3"):  # templates of older schemas
+            if old != path:
+                old.unlink(missing_ok=True)
+    return path, True
+
+
+def _sqlite_template_ok(path: Path, scale: seeding.Scale) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            meta = dict(db.execute("SELECT key, value FROM perflab_meta").fetchall())
+    except sqlite3.DatabaseError:
+        return False  # half-written or from an older perflab: rebuild
+    return meta.get("scale") == scale.name and meta.get("schema") == schema_version()
+
+
+def _prepare_sqlite(scale: seeding.Scale, name: str) -> tuple[dict[str, Any], str, bool]:
+    template, built = sqlite_template(scale)
+    labs = state_dir("labs")
+    _reap_dead_lab_files(labs)
+    target = labs / f"{name}-{os.getpid()}.sqlite3"
+    _use_database(_sqlite_settings(target))  # closes any connection to the previous copy
+    shutil.copyfile(template, target)
+    _remove_at_exit(target)
+    return _sqlite_settings(target), str(template), built
+
+
+def _reap_dead_lab_files(folder: Path) -> None:
+    for path in folder.glob("*-*.sqlite3"):
+        pid = path.stem.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+_to_remove: set[Path] = set()
+
+
+def _remove_at_exit(path: Path) -> None:
+    if not _to_remove:
+        atexit.register(lambda: [p.unlink(missing_ok=True) for p in list(_to_remove)])
+    _to_remove.add(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def _postgres_or_none(notes: list[str]) -> Any:
+    try:
+        return start_lab_service("postgres", strict=None, quiet=True)
+    except ServiceUnavailable as exc:
+        from .services import is_strict
+
+        if is_strict():
+            raise
+        notes.append(f"{exc} This lab runs on SQLite instead.")
+        return None
+
+
+def _prepare_postgres(scale: seeding.Scale, name: str) -> tuple[dict[str, Any], str, bool]:
+    server = start_lab_service("postgres", strict=True)
+    template = f"perflab_tpl_{scale.name}_{schema_version()}"
+    built = False
+    if not server.database_exists(template):
+        building = f"{template}_building"
+        _use_database(_postgres_settings(server, "postgres"))
+        server.drop_database(building)
+        server.create_database(building)
+        _use_database(_postgres_settings(server, building))
+        _migrate()
+        _seed_current(scale)
+        from django.db import connections
+
+        connections.close_all()
+        with server.connect("postgres") as conn:
+            conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
+        built = True
+    lab_db = re.sub(r"[^a-z0-9_]", "_", f"perflab_lab_{name}_{os.getpid()}".lower())[:63]
+    _use_database(_postgres_settings(server, "postgres"))
+    from django.db import connections
+
+    connections.close_all()
+    server.drop_database(lab_db)
+    server.create_database(lab_db, template=template)
+    return _postgres_settings(server, lab_db), template, built
+
+
+def _postgres_settings(server: Any, dbname: str) -> dict[str, Any]:
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": dbname,
+        "USER": "postgres",
+        "HOST": server.host,
+        "PORT": str(server.port),
+    }
+
+
+# --- services shared by every lab in this kernel ------------------------------------------------
+
+
+def start_lab_service(name: str, *, strict: bool | None = None, quiet: bool = False) -> Any:
+    """Return this kernel's running server ``name``, starting it on first use.
+
+    A missing binary raises when ``strict`` (or ``PERFLAB_STRICT=1``); otherwise it prints the
+    install line and returns None so the notebook can go on with what it can honestly show.
+    """
+    from . import services
+
+    server = _services.get(name)
+    if server is not None and server.running:
+        return server
+    try:
+        server = services.start_service(name)
+    except ServiceUnavailable as exc:
+        if strict or (strict is None and services.is_strict()) or quiet:
+            raise
+        print(f"⚠️  {exc}")
+        return None
+    _services[name] = server
+    return server
+
+
+# --- notebook niceties ---------------------------------------------------------------------------
+
+
+def _lab_name(name: str | None) -> str:
+    if not name:
+        # Jupyter Server tells the kernel which notebook it serves; use it so files are findable.
+        session = os.environ.get("JPY_SESSION_NAME", "")
+        name = Path(session).stem if session else "lab"
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+    if not cleaned:
+        raise PerflabError(f"Lab name {name!r} has no usable characters; use letters or digits.")
+    return cleaned[:60]
+
+
+def _in_ipython() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def _register_magics() -> None:
+    shell = _in_ipython()
+    if shell is None:
+        return
+    from . import measure
+
+    measure.register_magics(shell)
+
+
+def _show(lab: Lab) -> None:
+    shell = _in_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import display
+
+        display(lab)
+        return
+    print(lab.summary())
+    for note in lab.notes:
+        print(f"⚠️  {note}")

@@ -1,0 +1,169 @@
+"""Keep the lesson notebooks honest: generated navigation, outputs from one clean run.
+
+``python -m perflab notebooks`` rewrites each lesson's navigation line from the lesson titles,
+then executes every notebook top to bottom in a fresh kernel at the ``small`` scale and saves
+the outputs. Nobody edits outputs by hand; this is the only way they change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PerflabError
+from .paths import REPO_ROOT
+
+__all__ = [
+    "NAV_MARKER",
+    "ExecutionReport",
+    "execute_notebook",
+    "lesson_paths",
+    "update_navigation",
+]
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+NAV_MARKER = "<!-- navigation: generated -->"
+CONTENTS_LINK = "[Contents](../README.md#lessons)"
+# Binder guarantees 1 GB; a lesson at the small scale must leave room for the server processes.
+MEMORY_LIMIT_MB = 1024
+_PEAK_MEMORY_PROBE = (
+    "import resource as _r, sys as _s\n"
+    "print('PERFLAB_PEAK_RSS_KB', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss"
+    " // (1024 if _s.platform == 'darwin' else 1))"
+)
+
+
+def lesson_paths(folder: Path = NOTEBOOKS) -> list[Path]:
+    """Return the lesson notebooks in order (``NN-name.ipynb``)."""
+    return sorted(p for p in folder.glob("[0-9][0-9]-*.ipynb"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write(path: Path, nb: dict[str, Any]) -> None:
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def lesson_title(nb: dict[str, Any]) -> str:
+    """Return the lesson's ``# Title`` (the first level-one heading)."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            match = re.search(r"^# (.+)$", _source(cell), re.MULTILINE)
+            if match:
+                return match.group(1).strip()
+    raise PerflabError("A lesson needs a '# Title' heading in a markdown cell.")
+
+
+def _short(path: Path) -> str:
+    return path.name.split("-", 1)[0]
+
+
+def update_navigation(paths: list[Path] | None = None) -> list[Path]:
+    """Rewrite each lesson's first cell as ``< previous | Contents | next >``; return the changed."""
+    paths = paths if paths is not None else lesson_paths()
+    titles = {p: lesson_title(_read(p)) for p in paths}
+    changed = []
+    for i, path in enumerate(paths):
+        parts = []
+        if i > 0:
+            prev = paths[i - 1]
+            parts.append(f"[< {_short(prev)} · {titles[prev]}]({prev.name})")
+        parts.append(CONTENTS_LINK)
+        if i + 1 < len(paths):
+            nxt = paths[i + 1]
+            parts.append(f"[{_short(nxt)} · {titles[nxt]} >]({nxt.name})")
+        text = f"{NAV_MARKER}\n" + " | ".join(parts)
+        nb = _read(path)
+        first = nb["cells"][0] if nb["cells"] else None
+        if first is not None and _source(first).startswith(NAV_MARKER):
+            if _source(first) == text:
+                continue
+            first["source"] = text
+        else:
+            nb["cells"].insert(0, {"cell_type": "markdown", "metadata": {}, "source": text})
+        _write(path, nb)
+        changed.append(path)
+    return changed
+
+
+@dataclass
+class ExecutionReport:
+    """What one clean run of a notebook produced."""
+
+    path: Path
+    seconds: float
+    peak_rss_mb: float
+    errors: list[str]
+
+
+def _tidy(nb: Any) -> None:
+    """Hide solution sources and drop run-specific metadata so diffs show only real changes."""
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "solution" in tags:
+            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                output.get("metadata", {}).pop("execution", None)
+    nb.metadata["kernelspec"] = {
+        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3",
+    }
+    nb.metadata.get("language_info", {}).pop("version", None)
+
+
+def execute_notebook(
+    path: Path, *, scale: str = "small", write: bool = True, timeout: int = 900
+) -> ExecutionReport:
+    """Run ``path`` top to bottom in a fresh kernel; save outputs unless ``write`` is False."""
+    import time
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    probe = nbformat.v4.new_code_cell(_PEAK_MEMORY_PROBE)
+    nb.cells.append(probe)
+    previous = os.environ.get("PERFLAB_SCALE")
+    os.environ["PERFLAB_SCALE"] = scale
+    started = time.perf_counter()
+    try:
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+            record_timing=False, resources={"metadata": {"path": str(path.parent)}},
+        )
+        client.execute()
+    finally:
+        if previous is None:
+            os.environ.pop("PERFLAB_SCALE", None)
+        else:
+            os.environ["PERFLAB_SCALE"] = previous
+    seconds = time.perf_counter() - started
+    nb.cells.pop()
+    peak_kb = 0
+    for output in probe.get("outputs", []):
+        match = re.search(r"PERFLAB_PEAK_RSS_KB (\d+)", output.get("text", ""))
+        if match:
+            peak_kb = int(match.group(1))
+    errors = []
+    for i, cell in enumerate(nb.cells):
+        if "raises-exception" in cell.metadata.get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                errors.append(f"cell {i}: {output.get('ename')}: {output.get('evalue')}")
+    if write and not errors:
+        _tidy(nb)
+        nbformat.write(nb, path)
+    return ExecutionReport(path=path, seconds=seconds, peak_rss_mb=peak_kb / 1024, errors=errors)

@@ -1,0 +1,184 @@
+"""setup(): an isolated, seeded database per call; clear errors for every bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import perflab
+from perflab import bootstrap, services
+from perflab.errors import ServiceUnavailable, UnknownChoice
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_setup_configures_django_for_notebooks(lab) -> None:
+    from django.conf import settings
+
+    assert os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] == "true"
+    assert settings.DATABASES["default"]["NAME"] == lab.database_settings["NAME"]
+    assert "debug_toolbar" not in settings.INSTALLED_APPS
+
+
+def test_each_setup_gives_a_fresh_copy_of_the_template(lab) -> None:
+    from shop.models import Review
+
+    Review.objects.filter(rating=5).delete()
+    assert not Review.objects.filter(rating=5).exists()
+    fresh = perflab.setup(scale="tiny", quiet=True)
+    assert Review.objects.filter(rating=5).exists()
+    assert fresh.database_settings["NAME"] == lab.database_settings["NAME"]
+
+
+def test_second_setup_copies_instead_of_building(lab) -> None:
+    again = perflab.setup(scale="tiny", quiet=True)
+    assert again.built_template is False
+
+
+def test_setup_can_switch_scale_in_one_kernel(lab) -> None:
+    small = perflab.setup(scale="small", quiet=True)
+    try:
+        assert small.counts()["shop_product"] == perflab.SCALES["small"].products
+    finally:
+        perflab.setup(scale="tiny", quiet=True)
+    assert lab.counts()["shop_product"] == perflab.SCALES["tiny"].products
+
+
+def test_setup_rejects_an_unknown_scale() -> None:
+    with pytest.raises(UnknownChoice, match="Unknown scale 'medium'"):
+        perflab.setup(scale="medium")
+
+
+def test_setup_rejects_an_unknown_database() -> None:
+    with pytest.raises(UnknownChoice, match=r"Unknown database 'mysql'.*'sqlite', 'postgres'"):
+        perflab.setup(database="mysql")
+
+
+def test_setup_rejects_an_unknown_cache() -> None:
+    with pytest.raises(UnknownChoice, match="Unknown cache 'memcache'"):
+        perflab.setup(cache="memcache")
+
+
+def test_scale_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERFLAB_SCALE", "nope")
+    with pytest.raises(UnknownChoice, match="Unknown scale 'nope'"):
+        perflab.setup()
+
+
+def test_template_is_rebuilt_when_the_schema_changes(lab, monkeypatch) -> None:
+    monkeypatch.setattr(bootstrap, "schema_version", lambda: "changed-schema")
+    rebuilt = perflab.setup(scale="tiny", quiet=True)
+    assert rebuilt.built_template is True
+    assert "changed-schema" in rebuilt.template
+    monkeypatch.undo()
+    perflab.setup(scale="tiny", quiet=True)
+
+
+def test_a_corrupt_template_is_rebuilt(lab) -> None:
+    template, _ = bootstrap.sqlite_template(perflab.SCALES["tiny"])
+    template.write_bytes(b"not a database")
+    again = perflab.setup(scale="tiny", quiet=True)
+    assert again.built_template is True
+    assert again.counts()["shop_review"] == perflab.SCALES["tiny"].reviews
+
+
+def test_models_without_a_migration_stop_setup_with_what_to_run(tmp_path: Path) -> None:
+    script = (
+        "import perflab, perflab.bootstrap as b\n"
+        "b._configure_django()\n"
+        "from django.db import models\n"
+        "from shop.models import Review\n"
+        "models.IntegerField(default=0).contribute_to_class(Review, 'helpful_votes')\n"
+        "try:\n"
+        "    perflab.setup(scale='tiny', quiet=True)\n"
+        "except perflab.StaleSchema as exc:\n"
+        "    print('STALE', exc)\n"
+    )
+    env = {**os.environ, "PERFLAB_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=120)
+    assert "STALE" in out.stdout, out.stderr
+    assert "makemigrations" in out.stdout
+
+
+def test_lab_files_of_dead_kernels_are_removed(lab) -> None:
+    labs = Path(lab.database_settings["NAME"]).parent
+    orphan = labs / "old-notebook-999999.sqlite3"  # no process has this pid
+    orphan.write_bytes(b"")
+    perflab.setup(scale="tiny", quiet=True)
+    assert not orphan.exists()
+
+
+def test_sql_url_reaches_the_same_database(lab) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(lab.sql_url)
+    with engine.connect() as conn:
+        count = conn.execute(sqlalchemy.text("SELECT COUNT(*) FROM shop_review")).scalar()
+    engine.dispose()
+    assert count == lab.counts()["shop_review"]
+
+
+def test_ipython_sql_magic_runs_against_the_lab(lab) -> None:
+    # ipython-sql 0.5.0 breaks on prettytable 3.12+ (KeyError: 'DEFAULT'); this keeps the pin honest.
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "sql")
+    shell.run_line_magic("config", "SqlMagic.displaylimit = 5")
+    result = shell.run_line_magic("sql", f"{lab.sql_url} SELECT COUNT(*) AS n FROM shop_product")
+    assert list(result)[0][0] == lab.counts()["shop_product"]
+    assert "n" in str(result)  # renders through prettytable without KeyError
+
+
+def test_missing_postgres_falls_back_to_sqlite_with_a_note(monkeypatch) -> None:
+    def missing(name: str, **kwargs: object) -> None:
+        raise ServiceUnavailable(f"{name} is not installed. Install it with: apt-get install x")
+
+    monkeypatch.setattr(services, "start_service", missing)
+    monkeypatch.setattr(bootstrap, "_services", {})
+    monkeypatch.setenv("PERFLAB_STRICT", "0")
+    fallback = perflab.setup(database="postgres", scale="tiny", quiet=True)
+    assert fallback.database == "sqlite"
+    assert any("SQLite instead" in note for note in fallback.notes)
+
+
+def test_missing_postgres_is_an_error_in_strict_mode(monkeypatch) -> None:
+    def missing(name: str, **kwargs: object) -> None:
+        raise ServiceUnavailable(f"{name} is not installed.")
+
+    monkeypatch.setattr(services, "start_service", missing)
+    monkeypatch.setattr(bootstrap, "_services", {})
+    monkeypatch.setenv("PERFLAB_STRICT", "1")
+    with pytest.raises(ServiceUnavailable):
+        perflab.setup(database="postgres", scale="tiny", quiet=True)
+
+
+def test_lab_service_prints_the_install_line_when_missing(monkeypatch, capsys) -> None:
+    def missing(name: str, **kwargs: object) -> None:
+        raise ServiceUnavailable(f"{name} is not installed. apt-get install memcached")
+
+    monkeypatch.setattr(services, "start_service", missing)
+    monkeypatch.setattr(bootstrap, "_services", {})
+    monkeypatch.setenv("PERFLAB_STRICT", "0")
+    assert bootstrap.start_lab_service("memcached") is None
+    assert "apt-get install memcached" in capsys.readouterr().out
+
+
+@pytest.mark.services
+def test_postgres_lab_holds_the_same_rows_as_sqlite(lab) -> None:
+    sqlite_counts = lab.counts()
+    pg = perflab.setup(database="postgres", scale="tiny", quiet=True)
+    try:
+        assert pg.vendor == "postgresql"
+        assert pg.counts() == sqlite_counts
+        from shop.models import Review
+
+        first = Review.objects.order_by("id").values_list("title", "rating", "created").first()
+    finally:
+        perflab.setup(scale="tiny", quiet=True)
+    assert Review.objects.order_by("id").values_list("title", "rating", "created").first() == first
