@@ -13,13 +13,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test notebooks bench-seed lock clean
+.PHONY: help setup lab test site notebooks bench-seed lock clean
 
 help:
 	@echo "django-perf-workshop"
 	@echo
 	@echo "  make lab         set up, build the small database, open JupyterLab on lesson 00"
 	@echo "  make test        set up, lint, run the unit tests and every notebook (nbval)"
+	@echo "  make site        run the shop in a browser with django-debug-toolbar (PORT=8000)"
 	@echo "  make notebooks   re-execute every notebook in place (committed outputs come from here)"
 	@echo "  make bench-seed  compare seeding speed: toolkit vs executemany vs bulk_create"
 	@echo "  make lock        recompile requirements.txt from requirements.in (uv $(UV_VERSION))"
@@ -67,6 +68,11 @@ test: $(STAMP)
 	echo "$(BIN)/python -m perflab services check-orphans"; \
 	$(BIN)/python -m perflab services check-orphans || { [ $$status -ne 0 ] || status=1; }; \
 	exit $$status
+
+# The shop as a real site, with django-debug-toolbar (http://127.0.0.1:$(PORT)/).
+PORT ?= 8000
+site: $(STAMP)
+	$(BIN)/python -m perflab site --scale $${PERFLAB_SCALE:-small} --port $(PORT)
 
 notebooks: $(STAMP)
 	$(BIN)/python -m perflab notebooks

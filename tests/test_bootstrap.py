@@ -124,14 +124,14 @@ def test_sql_url_reaches_the_same_database(lab) -> None:
 
 
 def test_ipython_sql_magic_runs_against_the_lab(lab) -> None:
-    # ipython-sql 0.5.0 breaks on prettytable 3.12+ (KeyError: 'DEFAULT'); this keeps the pin honest.
+    # ipython-sql 0.5.0 breaks on prettytable 3.12+ (KeyError: 'DEFAULT'): this guards the pin.
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "sql")
     shell.run_line_magic("config", "SqlMagic.displaylimit = 5")
     result = shell.run_line_magic("sql", f"{lab.sql_url} SELECT COUNT(*) AS n FROM shop_product")
-    assert list(result)[0][0] == lab.counts()["shop_product"]
+    assert next(iter(result))[0] == lab.counts()["shop_product"]
     assert "n" in str(result)  # renders through prettytable without KeyError
 
 

@@ -54,6 +54,40 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_site(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+    import socket
+
+    from . import bootstrap, seed
+    from .errors import PortInUse
+    from .paths import REPO_ROOT, state_dir
+
+    scale = seed.get_scale(args.scale)
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError:
+            raise PortInUse(
+                f"Port {args.port} on 127.0.0.1 is already in use (another runserver?). "
+                f"Stop it, or pick another port: python -m perflab site --port {args.port + 1}"
+            ) from None
+    bootstrap._configure_django()
+    bootstrap._check_migrations_match_models()
+    template, _ = bootstrap.sqlite_template(scale)
+    # The site gets its own copy: what you do in the browser never touches the template.
+    target = state_dir("site") / f"site-{scale.name}.sqlite3"
+    if args.fresh or not target.exists():
+        shutil.copyfile(template, target)
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{target}", "DJANGO_DEBUG": "1",
+           "DJANGO_DEBUG_TOOLBAR": "1"}
+    print(f"Serving the shop ({scale.name}) with django-debug-toolbar at "
+          f"http://127.0.0.1:{args.port}/  (admin: admin / admin). Ctrl+C stops it.")
+    manage = str(REPO_ROOT / "demo_project" / "manage.py")
+    os.execvpe(sys.executable, [sys.executable, manage, "runserver", f"127.0.0.1:{args.port}"], env)
+    return 0  # not reached
+
+
 def _cmd_services(args: argparse.Namespace) -> int:
     from . import services
 
@@ -90,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default="small")
     p.add_argument("--no-execute", action="store_true", help="only update navigation")
     p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("site", help="run the shop in a browser with django-debug-toolbar")
+    p.add_argument("--scale", default="small")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--fresh", action="store_true", help="start again from the template")
+    p.set_defaults(func=_cmd_site)
 
     p = sub.add_parser("services", help="servers perflab started for this user")
     p.add_argument("action", choices=["list", "stop-all", "check-orphans"])

@@ -137,5 +137,7 @@ def format_results(results: list[BenchResult]) -> tuple[str, float]:
                      f"{r.rows_per_second / raw.rows_per_second:>15.2f}")
     ratio = toolkit.rows_per_second / raw.rows_per_second
     verdict = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"
-    lines.append(f"perflab reaches {ratio:.2f} of the raw rate (target ≥ {TARGET_RATIO}): {verdict}")
+    lines.append(
+        f"perflab reaches {ratio:.2f} of the raw rate (target ≥ {TARGET_RATIO}): {verdict}"
+    )
     return "\n".join(lines), ratio

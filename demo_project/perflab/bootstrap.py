@@ -37,7 +37,7 @@ TABLES = (
     "shop_review", "shop_order", "shop_orderline",
 )
 # Only for labs: a notebook never serves the internet, and Django refuses to start without one.
-LAB_SECRET_KEY = "perflab-lab-only-not-a-secret"  # noqa: S105
+LAB_SECRET_KEY = "perflab-lab-only-not-a-secret"
 
 _current: Lab | None = None
 _services: dict[str, Any] = {}

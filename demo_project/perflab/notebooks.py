@@ -70,7 +70,7 @@ def _short(path: Path) -> str:
 
 
 def update_navigation(paths: list[Path] | None = None) -> list[Path]:
-    """Rewrite each lesson's first cell as ``< previous | Contents | next >``; return the changed."""
+    """Rewrite each lesson's first cell as ``< previous | Contents | next >``; return changes."""
     paths = paths if paths is not None else lesson_paths()
     titles = {p: lesson_title(_read(p)) for p in paths}
     changed = []

@@ -1,0 +1,136 @@
+"""Draw the two charts the lessons need: before/after bars and time-versus-size curves."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from perflab.measure import Measurement, format_ratio
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["bar_chart", "scaling_chart", "show"]
+
+_BASELINE_COLOR = "#9e9e9e"
+_COLOR = "#2a7ab0"
+
+
+def _in_ipython() -> bool:
+    # Look in sys.modules rather than importing IPython: a plain script should not pay for it.
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and ipython.get_ipython() is not None
+
+
+def _pyplot() -> Any:
+    """Import pyplot, picking the headless Agg backend only when nobody chose one."""
+    import matplotlib
+
+    chosen = (
+        "MPLBACKEND" in os.environ
+        or "matplotlib.pyplot" in sys.modules
+        or matplotlib.rcParams._get_backend_or_none() is not None
+    )
+    if not chosen and not _in_ipython():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig: Figure, plt: Any) -> Figure:
+    fig.tight_layout()
+    # Close at once: pyplot would keep every figure alive for the kernel's lifetime, and the
+    # inline backend would draw an open figure a second time. A closed figure still displays.
+    plt.close(fig)
+    return fig
+
+
+def show(fig: Figure) -> None:
+    """Display ``fig`` inline when running under IPython; do nothing in scripts and tests."""
+    if _in_ipython():
+        from IPython.display import display
+
+        display(fig)
+
+
+def bar_chart(
+    measurements: Sequence[Measurement],
+    *,
+    title: str | None = None,
+    baseline: Measurement | None = None,
+) -> Figure:
+    """Return side-by-side bars of query count and median time, so both costs show at a glance.
+
+    Time bars carry min-max error bars and, when ``baseline`` is given, a "N times faster" note.
+    """
+    plt = _pyplot()
+    labels = [m.label for m in measurements]
+    colors = [_BASELINE_COLOR if m is baseline else _COLOR for m in measurements]
+    fig, (ax_queries, ax_time) = plt.subplots(
+        1, 2, figsize=(max(6.0, 2.2 * len(measurements) + 2), 3.2)
+    )
+
+    counts = [m.query_count for m in measurements]
+    bars = ax_queries.bar(labels, counts, color=colors)
+    ax_queries.bar_label(bars, labels=[str(c) for c in counts], padding=2)
+    ax_queries.set_ylabel("queries")
+    ax_queries.set_title("Queries per run")
+
+    medians = [m.median_ms for m in measurements]
+    errors = [
+        [m.median_ms - m.min_ms for m in measurements],
+        [m.max_ms - m.median_ms for m in measurements],
+    ]
+    bars = ax_time.bar(labels, medians, color=colors, yerr=errors, capsize=4)
+    ax_time.bar_label(bars, labels=[_time_label(m, baseline) for m in measurements], padding=2)
+    ax_time.set_ylabel("median ms (min-max)")
+    ax_time.set_title("Time per run")
+
+    for ax in (ax_queries, ax_time):
+        # Headroom so the value labels above the tallest bar stay inside the axes.
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.2)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(axis="x", labelrotation=15 if len(measurements) > 3 else 0)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, plt)
+
+
+def _time_label(m: Measurement, baseline: Measurement | None) -> str:
+    text = f"{m.median_ms:.3g} ms"
+    if baseline is None or m is baseline or m.median_ms <= 0:
+        return text
+    ratio = baseline.median_ms / m.median_ms
+    if ratio >= 1:
+        return f"{text}\n{format_ratio(ratio)}\u00d7 faster"
+    return f"{text}\n{format_ratio(1 / ratio)}\u00d7 slower"
+
+
+def scaling_chart(
+    xs: Sequence[float],
+    series: dict[str, list[float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    logy: bool = False,
+) -> Figure:
+    """Return one line per series against ``xs``, to show how cost grows with data size."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for name, ys in series.items():
+        ax.plot(list(xs), ys, marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    if len(series) > 1:
+        ax.legend()
+    if title:
+        ax.set_title(title)
+    return _finish(fig, plt)

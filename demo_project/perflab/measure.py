@@ -1,0 +1,890 @@
+"""Measure what a piece of Django code costs: the queries it sends and the time it takes.
+
+Modelled on django-debug-toolbar's SQL panel (count, similar and duplicate groups, elided select
+lists, EXPLAIN per vendor) and django-perf-rec (small, typed, keyword-only). Counts are facts a
+notebook can check; timings are medians of repeated runs, reported with their min-max range.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import math
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from time import perf_counter
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sqlparse import lexer
+from sqlparse import tokens as T
+
+from perflab.errors import PerflabError, UnknownChoice
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "CapturedQuery",
+    "Comparison",
+    "ComparisonRow",
+    "Explain",
+    "Measurement",
+    "QueryGroup",
+    "compare",
+    "elide",
+    "explain",
+    "format_ratio",
+    "load_ipython_extension",
+    "measure",
+    "print_sql",
+    "register_magics",
+    "results",
+]
+
+DEFAULT_REPEAT = 5
+DEFAULT_WARMUP = 1
+
+#: Measurements made by the ``%%measure`` cell magic, by label, so ``compare("a", "b")`` works.
+results: dict[str, Measurement] = {}
+
+
+# --- SQL text -----------------------------------------------------------------------------------
+
+
+def elide(sql: str) -> str:
+    """Return ``sql`` with top-level select lists shortened to ``SELECT ... FROM``.
+
+    The column list is the noise in an ORM query; the FROM/JOIN/WHERE/ORDER part says what it
+    does. Like debug toolbar, a select list without a dot (``COUNT(*)``, ``(1) AS "a"``) is kept,
+    because there it *is* the point of the query.
+    """
+    tokens = lexer.tokenize(sql)
+    out: list[str] = []
+    elision_allowed = True
+    for ttype, value in tokens:
+        out.append(value)
+        if ttype in T.Keyword:
+            keyword = value.upper()
+            if elision_allowed and keyword == "SELECT":
+                out.extend(_elide_select_list(tokens))
+            # Only a SELECT that starts the statement or follows a set operator is top level;
+            # one after WHERE ... IN ( is a subquery whose columns matter.
+            elision_allowed = keyword.split()[0] in {"UNION", "INTERSECT", "EXCEPT", "ALL"}
+    return "".join(out)
+
+
+def _elide_select_list(tokens: Iterator[tuple[Any, str]]) -> list[str]:
+    """Consume tokens up to the top-level FROM; return what should replace them."""
+    saved: list[str] = []
+    prefix = " "
+    has_dot = False
+    depth = 0
+    seen_code = False
+    for ttype, value in tokens:
+        if ttype in T.Punctuation:
+            # A subquery in the select list has its own FROM; only depth 0 ends the list.
+            depth += {"(": 1, ")": -1}.get(value, 0)
+            has_dot = has_dot or value == "."
+        if depth == 0 and ttype in T.Keyword and value.upper() == "FROM":
+            return [*(saved if not has_dot else [prefix, "...", " "]), value]
+        if not seen_code and ttype in T.Keyword and value.upper() == "DISTINCT":
+            # DISTINCT changes the result, so it survives the elision.
+            prefix = " DISTINCT "
+        seen_code = seen_code or ttype not in T.Whitespace
+        saved.append(value)
+    return saved
+
+
+def _params_key(params: Any) -> str:
+    # repr() because params may hold unhashable lists (as debug toolbar found out, issue 1091).
+    if isinstance(params, list | tuple):
+        return repr(tuple(params))
+    return repr(params)
+
+
+def _render_fallback(sql: str, params: Any) -> str:
+    """Render ``sql`` with ``params`` roughly, for the rare query missing from Django's log."""
+    if params is None:
+        return sql
+    try:
+        return sql % tuple(repr(p) for p in params)
+    except (TypeError, ValueError):
+        return f"{sql} -- params: {params!r}"
+
+
+# --- Measurement --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapturedQuery:
+    """Hold one query as sent: raw SQL and params for grouping, and how Django logged it."""
+
+    sql: str
+    params: Any
+    many: bool
+    duration_ms: float
+    rendered: str
+
+    @property
+    def elided(self) -> str:
+        """Return the rendered SQL with the select list elided, for reading."""
+        return elide(self.rendered)
+
+
+class QueryGroup(NamedTuple):
+    """Pair a repeated query (elided SQL) with how many times it ran."""
+
+    sql: str
+    count: int
+
+
+class _QueryRecorder:
+    """Record raw sql/params/many per query; Django's log keeps only the rendered string."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any, bool, float]] = []
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        if many and params is not None and not isinstance(params, list | tuple):
+            # An iterator would be used up by the time we look at it; keep a copy we can read.
+            params = list(params)
+        start = perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.calls.append((sql, params, many, (perf_counter() - start) * 1000))
+
+
+@dataclass(eq=False)
+class Measurement:
+    """Hold the queries and timings of one piece of code; also a ``with`` block that fills it.
+
+    ``queries`` come from the first timed run only; ``times_ms`` has one entry per timed run.
+    The spread is the min-max range (``min_ms``, ``max_ms``): with five runs it is more honest
+    than a standard deviation, and it is what the chart's error bars show.
+    """
+
+    label: str
+    queries: list[CapturedQuery] = field(default_factory=list)
+    times_ms: list[float] = field(default_factory=list)
+    repeat: int = 1
+    warmup: int = 0
+    using: str = "default"
+    result: Any = None
+    _stack: ExitStack | None = field(default=None, init=False, repr=False)
+    _recording: _Recording | None = field(default=None, init=False, repr=False)
+    _start: float = field(default=0.0, init=False, repr=False)
+
+    # -- numbers --
+
+    @property
+    def query_count(self) -> int:
+        """Return how many queries one run sent. Timings vary; counts don't."""
+        return len(self.queries)
+
+    @property
+    def median_ms(self) -> float:
+        """Return the median run time: one slow run (GC, a busy laptop) does not move it."""
+        return statistics.median(self.times_ms) if self.times_ms else math.nan
+
+    @property
+    def min_ms(self) -> float:
+        """Return the fastest run, the lower end of the spread."""
+        return min(self.times_ms) if self.times_ms else math.nan
+
+    @property
+    def max_ms(self) -> float:
+        """Return the slowest run, the upper end of the spread."""
+        return max(self.times_ms) if self.times_ms else math.nan
+
+    @property
+    def spread_ms(self) -> tuple[float, float]:
+        """Return (min, max) run time: the range the median sits in."""
+        return (self.min_ms, self.max_ms)
+
+    @property
+    def total_query_ms(self) -> float:
+        """Return the time spent inside the database driver, to set against the run time."""
+        return sum(q.duration_ms for q in self.queries)
+
+    @property
+    def similar_groups(self) -> list[QueryGroup]:
+        """Return queries that ran 2+ times with the same SQL, params ignored: the N+1 signature."""
+        return _groups(self.queries, lambda q: q.sql)
+
+    @property
+    def duplicate_groups(self) -> list[QueryGroup]:
+        """Return queries that ran 2+ times with the same SQL and params: pure waste."""
+        return _groups(self.queries, lambda q: (q.sql, _params_key(q.params)))
+
+    # -- the with-block form --
+
+    def __enter__(self) -> Measurement:
+        if self._stack is not None:
+            raise PerflabError(f"Measurement {self.label!r} is already running.")
+        self._stack = ExitStack()
+        self._recording = self._stack.enter_context(_capture(self.using))
+        # Start the clock last, so opening the connection is not charged to the block.
+        self._start = perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        elapsed_ms = (perf_counter() - self._start) * 1000
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.close()
+        self.times_ms = [elapsed_ms]
+        if self._recording is not None:
+            self.queries = self._recording.queries()
+        # Returning None lets an exception from the block propagate after we recorded it.
+
+    # -- display --
+
+    def _summary(self) -> str:
+        if not self.times_ms:
+            return f"{self.label}: not run yet"
+        runs = "1 run" if len(self.times_ms) == 1 else f"{len(self.times_ms)} runs"
+        return (
+            f"{self.label}: {_plural(self.query_count, 'query', 'queries')}, "
+            f"median {_ms(self.median_ms)} ms (range {_ms(self.min_ms)}-{_ms(self.max_ms)} ms, "
+            f"{runs})"
+        )
+
+    def __str__(self) -> str:
+        return self._summary()
+
+    def __repr__(self) -> str:
+        return f"<Measurement {self._summary()}>"
+
+    def show_sql(self, limit: int = 10) -> None:
+        """Print the first ``limit`` queries, elided, so a learner sees what Django sent."""
+        print(self._summary())
+        for number, query in enumerate(self.queries[:limit], start=1):
+            many = " (executemany)" if query.many else ""
+            print(f"{number:>3}. {query.elided}{many}")
+        hidden = self.query_count - limit
+        if hidden > 0:
+            print(f"     ... and {_plural(hidden, 'more query', 'more queries')}")
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        rows = (
+            f"<tr><td>{e(self.label)}</td><td>{self.query_count}</td>"
+            f"<td>{_ms(self.median_ms)} ms</td>"
+            f"<td>{_ms(self.min_ms)}&ndash;{_ms(self.max_ms)} ms</td>"
+            f"<td>{len(self.times_ms)}</td></tr>"
+        )
+        parts = [
+            "<div class='perflab-measurement'><table>",
+            "<thead><tr><th>label</th><th>queries</th><th>median</th>"
+            "<th>range (min&ndash;max)</th><th>runs</th></tr></thead>",
+            f"<tbody>{rows}</tbody></table>",
+        ]
+        for title, groups in (
+            ("Similar queries (same SQL, different params)", self.similar_groups),
+            ("Duplicate queries (same SQL and params)", self.duplicate_groups),
+        ):
+            if groups:
+                items = "".join(
+                    f"<li><b>{g.count}&times;</b> <code>{e(g.sql)}</code></li>" for g in groups[:5]
+                )
+                parts.append(f"<p>{title}:</p><ul>{items}</ul>")
+        if self.queries:
+            shown = self.queries[:5]
+            items = "".join(f"<li><code>{e(q.elided)}</code></li>" for q in shown)
+            parts.append(
+                f"<details><summary>First {len(shown)} of "
+                f"{_plural(self.query_count, 'query', 'queries')}</summary><ol>{items}</ol>"
+                "</details>"
+            )
+        parts.append("</div>")
+        return "".join(parts)
+
+
+def _groups(queries: list[CapturedQuery], key: Callable[[CapturedQuery], Any]) -> list[QueryGroup]:
+    counts = Counter(key(q) for q in queries)
+    first_sql: dict[Any, str] = {}
+    for q in queries:
+        first_sql.setdefault(key(q), q.sql)
+    # Counter.most_common keeps first-seen order among equal counts, so output is stable.
+    return [QueryGroup(elide(first_sql[k]), n) for k, n in counts.most_common() if n >= 2]
+
+
+class _Recording:
+    """Pair the execute_wrapper's raw calls with the rendered SQL Django logged."""
+
+    def __init__(self, recorder: _QueryRecorder) -> None:
+        self._recorder = recorder
+        self.logged: list[str] = []
+
+    def queries(self) -> list[CapturedQuery]:
+        calls = self._recorder.calls
+        logged = self.logged
+        # Both hooks see every execute()/executemany() once, in order; if Django's log was
+        # truncated (queries_limit) we render the leftovers ourselves rather than misalign.
+        rendered = logged if len(logged) == len(calls) else [None] * len(calls)
+        return [
+            CapturedQuery(
+                sql=sql,
+                params=params,
+                many=many,
+                duration_ms=duration_ms,
+                rendered=text if text is not None else _render_fallback(sql, params),
+            )
+            for (sql, params, many, duration_ms), text in zip(calls, rendered, strict=True)
+        ]
+
+
+@contextmanager
+def _capture(using: str) -> Iterator[_Recording]:
+    """Capture every query on connection ``using`` inside the block."""
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    connection = connections[using]
+    recorder = _QueryRecorder()
+    log = CaptureQueriesContext(connection)
+    recording = _Recording(recorder)
+    try:
+        with log, connection.execute_wrapper(recorder):
+            yield recording
+    finally:
+        # Copy the log now: with DEBUG=True later runs keep appending to connection.queries,
+        # and once its deque is full the slice CaptureQueriesContext keeps would shift.
+        recording.logged = [entry["sql"] for entry in log.captured_queries]
+
+
+def measure(
+    label: str,
+    func: Callable[[], Any] | None = None,
+    *,
+    repeat: int | None = None,
+    warmup: int | None = None,
+    using: str = "default",
+) -> Measurement:
+    """Run ``func`` repeatedly and return its queries and timings, so claims rest on numbers.
+
+    With ``func``: ``warmup`` untimed runs (default 1: connection, caches and imports warm up),
+    then ``repeat`` timed runs (default 5). Queries are captured on the first timed run only:
+    capturing costs a little per query, and the median of the runs ignores that one slower run.
+    Without ``func``, return a Measurement to use as ``with measure("naive") as m:``; the block
+    runs once, captured and timed.
+    """
+    if func is None:
+        if (repeat or 1) != 1 or warmup:
+            raise PerflabError(
+                "A `with measure(...)` block runs once, so it takes no repeat or warmup. "
+                "Pass a function instead: measure(label, func, repeat=5)."
+            )
+        return Measurement(label=label, using=using)
+    repeat = DEFAULT_REPEAT if repeat is None else repeat
+    warmup = DEFAULT_WARMUP if warmup is None else warmup
+    if repeat < 1 or warmup < 0:
+        raise PerflabError(f"repeat must be >= 1 and warmup >= 0 (got {repeat}, {warmup}).")
+
+    result: Any = None
+    for _ in range(warmup):
+        result = func()
+    times_ms: list[float] = []
+    with _capture(using) as recording:
+        start = perf_counter()
+        result = func()
+        times_ms.append((perf_counter() - start) * 1000)
+    for _ in range(repeat - 1):
+        start = perf_counter()
+        result = func()
+        times_ms.append((perf_counter() - start) * 1000)
+    return Measurement(
+        label=label,
+        queries=recording.queries(),
+        times_ms=times_ms,
+        repeat=repeat,
+        warmup=warmup,
+        using=using,
+        result=result,
+    )
+
+
+# --- printing queries as they run ---------------------------------------------------------------
+
+
+@contextmanager
+def print_sql(*, using: str = "default") -> Iterator[None]:
+    """Print each query as it runs, elided and with its params, to see *when* Django queries.
+
+    django-extensions' ``monkey_patch_cursordebugwrapper`` prints full, reindented, colourised
+    SQL plus a wall-clock line and skips executemany; an execute_wrapper gives short,
+    deterministic lines a notebook can check, without patching Django's cursor classes.
+    """
+    from django.db import connections
+
+    counter = 0
+
+    def wrapper(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        nonlocal counter
+        counter += 1
+        suffix = " (executemany)" if many else ""
+        print(f"[{counter}] {elide(sql)}{suffix}  -- params: {params!r}")
+        return execute(sql, params, many, context)
+
+    with connections[using].execute_wrapper(wrapper):
+        yield
+
+
+# --- compare ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """Hold one line of a comparison table, for code that wants numbers rather than HTML."""
+
+    label: str
+    query_count: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    speedup: float
+    is_baseline: bool
+
+
+class Comparison:
+    """Set measurements side by side against a baseline; render a table, a chart, a sentence."""
+
+    def __init__(
+        self,
+        measurements: Sequence[Measurement],
+        *,
+        baseline: Measurement,
+        title: str | None = None,
+        figure: Figure | None = None,
+    ) -> None:
+        self.measurements = list(measurements)
+        self.baseline = baseline
+        self.title = title
+        self.figure = figure
+
+    @property
+    def rows(self) -> list[ComparisonRow]:
+        """Return one row per measurement, for code that wants numbers, not HTML."""
+        return [
+            ComparisonRow(
+                label=m.label,
+                query_count=m.query_count,
+                median_ms=m.median_ms,
+                min_ms=m.min_ms,
+                max_ms=m.max_ms,
+                speedup=self.speedup(m),
+                is_baseline=m is self.baseline,
+            )
+            for m in self.measurements
+        ]
+
+    def _find(self, which: str | Measurement) -> Measurement:
+        if isinstance(which, Measurement):
+            return which
+        for m in self.measurements:
+            if m.label == which:
+                return m
+        raise UnknownChoice("measurement", which, [m.label for m in self.measurements])
+
+    def speedup(self, which: str | Measurement) -> float:
+        """Return baseline median / this median: above 1 is faster, below 1 is slower."""
+        return _ratio(self.baseline.median_ms, self._find(which).median_ms)
+
+    def sentence(self, which: str | Measurement) -> str:
+        """Return a sentence comparing ``which`` to the baseline, so prose never hard-codes it."""
+        m = self._find(which)
+        ratio = self.speedup(m)
+        if m.query_count == self.baseline.query_count:
+            counts = f"{_plural(m.query_count, 'query', 'queries')} each"
+        else:
+            counts = f"{self.baseline.query_count} \u2192 {m.query_count} queries"
+        if format_ratio(ratio) == "1":
+            verdict = "about as fast as"
+        elif ratio > 1:
+            verdict = f"about {format_ratio(ratio)} times faster than"
+        else:
+            verdict = f"about {format_ratio(1 / ratio)} times slower than"
+        return f"{m.label} is {verdict} {self.baseline.label} ({counts})."
+
+    def __str__(self) -> str:
+        header = ("label", "queries", "median ms", "range ms", "vs baseline")
+        table = [header] + [
+            (
+                r.label,
+                str(r.query_count),
+                _ms(r.median_ms),
+                f"{_ms(r.min_ms)}-{_ms(r.max_ms)}",
+                _speedup_cell(r),
+            )
+            for r in self.rows
+        ]
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        lines = [self.title] if self.title else []
+        for line in table:
+            cells = [
+                cell.ljust(width) if i == 0 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+            ]
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Comparison of {', '.join(repr(m.label) for m in self.measurements)}>"
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        caption = f"<caption>{e(self.title)}</caption>" if self.title else ""
+        body = "".join(
+            f"<tr><td>{e(r.label)}</td><td>{r.query_count}</td><td>{_ms(r.median_ms)}</td>"
+            f"<td>{_ms(r.min_ms)}&ndash;{_ms(r.max_ms)}</td><td>{e(_speedup_cell(r))}</td></tr>"
+            for r in self.rows
+        )
+        return (
+            f"<table class='perflab-comparison'>{caption}<thead><tr><th>label</th>"
+            "<th>queries</th><th>median ms</th><th>range ms</th><th>vs baseline</th>"
+            f"</tr></thead><tbody>{body}</tbody></table>"
+        )
+
+
+def _speedup_cell(row: ComparisonRow) -> str:
+    if row.is_baseline:
+        return "baseline"
+    if row.speedup >= 1:
+        return f"{format_ratio(row.speedup)}\u00d7 faster"
+    return f"{format_ratio(1 / row.speedup)}\u00d7 slower"
+
+
+def _resolve(which: Measurement | str) -> Measurement:
+    if isinstance(which, Measurement):
+        return which
+    try:
+        return results[which]
+    except KeyError:
+        raise UnknownChoice("measurement", which, sorted(results)) from None
+
+
+def compare(
+    *measurements: Measurement | str,
+    baseline: Measurement | str | None = None,
+    title: str | None = None,
+    chart: bool = True,
+) -> Comparison:
+    """Return a table (and chart) of measurements against a baseline, default the first one.
+
+    Strings are looked up in ``results`` (filled by ``%%measure``). With ``chart=True`` the bar
+    chart is drawn, kept on ``.figure``, and shown inline when running under IPython.
+    """
+    if not measurements:
+        raise PerflabError("compare() needs at least one measurement.")
+    resolved = [_resolve(m) for m in measurements]
+    base = resolved[0] if baseline is None else _resolve(baseline)
+    if all(m is not base for m in resolved):
+        resolved.insert(0, base)
+    figure = None
+    if chart:
+        from perflab import charts
+
+        figure = charts.bar_chart(resolved, title=title, baseline=base)
+        charts.show(figure)
+    return Comparison(resolved, baseline=base, title=title, figure=figure)
+
+
+# --- EXPLAIN ------------------------------------------------------------------------------------
+
+_SQLITE_ROW = re.compile(r"^(\d+) (\d+) (\d+) (.*)$")
+_PG_NODE = re.compile(
+    r"^(\s*->\s+)?(.*?)\s*(\(cost=[^)]*\))?\s*(\(actual[^)]*\)|\(never executed\))?$"
+)
+# Plan detail lines that are about the query, not about this run's data volume or timing.
+_PG_KEPT_DETAILS = (
+    "Index Cond:",
+    "Filter:",
+    "Hash Cond:",
+    "Join Filter:",
+    "Merge Cond:",
+    "Recheck Cond:",
+    "Sort Key:",
+    "Presorted Key:",
+    "Group Key:",
+    "One-Time Filter:",
+    "Order By:",
+    "Cache Key:",
+)
+
+
+@dataclass(frozen=True)
+class Explain:
+    """Hold a query plan and answer the questions a lesson asks of it, across vendors."""
+
+    text: str
+    vendor: str
+    analyze: bool = False
+
+    def __str__(self) -> str:
+        if self.vendor == "sqlite":
+            nodes = _sqlite_nodes(self.text)
+            if nodes is not None:
+                return _sqlite_tree(nodes)
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f"<pre class='perflab-explain'>{html.escape(str(self))}</pre>"
+
+    @property
+    def full_scans(self) -> list[str]:
+        """Return the tables read row by row without an index: the usual slow part of a plan."""
+        if self.vendor == "sqlite":
+            scans = []
+            for line in self.shape().splitlines():
+                match = re.match(r"^\s*SCAN (\S+)(.*)$", line)
+                if match and "USING" not in match.group(2) and _is_sqlite_table(match.group(1)):
+                    scans.append(match.group(1))
+            return scans
+        if self.vendor == "postgresql":
+            return re.findall(r"Seq Scan on (\S+)", self.text)
+        raise self._unsupported("full_scans")
+
+    def uses_index(self, name: str | None = None) -> bool:
+        """Return whether the plan reads through an index (``name``, or any index at all)."""
+        if self.vendor == "sqlite":
+            indexes = re.findall(r"USING (?:COVERING )?INDEX (\S+)", self.text)
+            if name is None:
+                return bool(indexes) or bool(
+                    re.search(r"USING (?:INTEGER )?PRIMARY KEY", self.text)
+                )
+            return name in indexes
+        if self.vendor == "postgresql":
+            indexes = re.findall(
+                r"(?:Index Scan|Index Only Scan) using (\S+)|Bitmap Index Scan on (\S+)", self.text
+            )
+            names = [a or b for a, b in indexes]
+            return bool(names) if name is None else name in names
+        raise self._unsupported("uses_index")
+
+    def shape(self) -> str:
+        """Return the plan without costs, timings, row counts or node ids, for checked output."""
+        if self.vendor == "sqlite":
+            nodes = _sqlite_nodes(self.text)
+            if nodes is None:
+                return self.text.strip()
+            return "\n".join("  " * depth + _sqlite_detail(detail) for depth, detail in nodes)
+        if self.vendor == "postgresql":
+            return _pg_shape(self.text)
+        return self.text.strip()
+
+    def _unsupported(self, what: str) -> PerflabError:
+        return PerflabError(
+            f"Explain.{what} reads SQLite and PostgreSQL plans; this one is from {self.vendor}. "
+            "Read the plan text instead: print(plan)."
+        )
+
+
+def _sqlite_nodes(text: str) -> list[tuple[int, str]] | None:
+    """Return (depth, detail) per plan row, from Django's ``id parent notused detail`` lines."""
+    depth_of: dict[int, int] = {}
+    nodes = []
+    for line in text.strip().splitlines():
+        match = _SQLITE_ROW.match(line.strip())
+        if match is None:
+            return None
+        node_id, parent = int(match.group(1)), int(match.group(2))
+        depth = depth_of.get(parent, -1) + 1
+        depth_of[node_id] = depth
+        nodes.append((depth, match.group(4)))
+    return nodes
+
+
+def _sqlite_detail(detail: str) -> str:
+    # SQLite before 3.36 said "SCAN TABLE x"; newer versions say "SCAN x". Keep one spelling.
+    detail = re.sub(r"^(SCAN|SEARCH) TABLE ", r"\1 ", detail)
+    return re.sub(r"\s*\(~\d+ rows?\)", "", detail)
+
+
+def _is_sqlite_table(name: str) -> bool:
+    # "SCAN CONSTANT ROW" and "SCAN (subquery-1)" are not tables someone could index.
+    return name != "CONSTANT" and not name.startswith("(") and name != "SUBQUERY"
+
+
+def _sqlite_tree(nodes: list[tuple[int, str]]) -> str:
+    """Draw the plan the way the sqlite3 shell does, which learners will meet elsewhere."""
+    lines = ["QUERY PLAN"]
+    for index, (depth, detail) in enumerate(nodes):
+        prefix = ""
+        for level in range(depth + 1):
+            later_sibling = _has_later_sibling(nodes, index, level)
+            if level == depth:
+                prefix += "|--" if later_sibling else "`--"
+            else:
+                prefix += "|  " if later_sibling else "   "
+        lines.append(prefix + _sqlite_detail(detail))
+    return "\n".join(lines)
+
+
+def _has_later_sibling(nodes: list[tuple[int, str]], index: int, level: int) -> bool:
+    """Return whether a node at ``level`` follows before the branch containing ``index`` ends."""
+    for depth, _ in nodes[index + 1 :]:
+        if depth < level:
+            return False
+        if depth == level:
+            return True
+    return False
+
+
+def _pg_shape(text: str) -> str:
+    lines = []
+    in_node_section = True
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        stripped = raw.strip()
+        if not raw.startswith(" ") and lines:
+            # A new top-level section after the plan (Planning:, JIT:, Execution Time: ...).
+            in_node_section = False
+        if not in_node_section:
+            continue
+        if not lines or stripped.startswith("->") or re.match(r"(InitPlan|SubPlan|CTE) ", stripped):
+            match = _PG_NODE.match(raw.rstrip())
+            node = (match.group(1) or "") + match.group(2) if match else raw.rstrip()
+            lines.append(node.rstrip())
+        elif stripped.startswith(_PG_KEPT_DETAILS):
+            lines.append(raw.rstrip())
+    return "\n".join(lines)
+
+
+def explain(
+    queryset: QuerySet[Any], *, analyze: bool | None = None, using: str | None = None
+) -> Explain:
+    """Return the database's plan for ``queryset``, the way each vendor is best read.
+
+    SQLite: EXPLAIN QUERY PLAN (it has no ANALYZE). PostgreSQL: EXPLAIN (ANALYZE, BUFFERS) by
+    default, which really runs the query; pass ``analyze=False`` for the planner's guess only.
+    """
+    from django.db import connections
+
+    if using is not None:
+        queryset = queryset.using(using)
+    vendor = connections[queryset.db].vendor
+    if vendor == "postgresql":
+        run = analyze is None or analyze
+        text = queryset.explain(analyze=True, buffers=True) if run else queryset.explain()
+        return Explain(text=text, vendor=vendor, analyze=run)
+    if analyze:
+        raise PerflabError(
+            f"{vendor} has no EXPLAIN ANALYZE that Django can run; call explain() without "
+            "analyze=True, or measure() the query to time it."
+        )
+    return Explain(text=queryset.explain(), vendor=vendor, analyze=False)
+
+
+# --- number formatting --------------------------------------------------------------------------
+
+
+def format_ratio(ratio: float) -> str:
+    """Return a ratio rounded the way prose says it: 38, 2.5, 3 (not 3.0)."""
+    if math.isinf(ratio) or math.isnan(ratio):
+        return "\u221e" if math.isinf(ratio) else "?"
+    if round(ratio, 1) >= 10:
+        return str(round(ratio))
+    text = f"{ratio:.1f}"
+    return text.removesuffix(".0")
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    if denominator == 0:
+        return math.inf if numerator > 0 else 1.0
+    return numerator / denominator
+
+
+def _ms(value: float) -> str:
+    """Format milliseconds with about three significant figures."""
+    if math.isnan(value):
+        return "-"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+# --- IPython ------------------------------------------------------------------------------------
+
+
+def _make_magics_class() -> type:
+    """Build the Magics class on demand, so importing perflab.measure needs no IPython."""
+    from IPython.core.magic import Magics, cell_magic, magics_class
+    from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+    @magics_class
+    class MeasureMagics(Magics):
+        @magic_arguments()
+        @argument("label", nargs="*", help="name for this measurement (default: 'cell')")
+        @argument("-r", "--repeat", type=int, default=DEFAULT_REPEAT, help="timed runs")
+        @argument("-w", "--warmup", type=int, default=DEFAULT_WARMUP, help="untimed runs first")
+        @argument("--using", default="default", help="database alias to capture")
+        @cell_magic
+        def measure(self, line: str, cell: str) -> Measurement:
+            """Measure the cell body like measure(): queries, median time, similar groups."""
+            args = parse_argstring(self.measure, line)
+            label = " ".join(args.label) or "cell"
+            run = _cell_runner(self.shell, cell)
+            m = measure(label, run, repeat=args.repeat, warmup=args.warmup, using=args.using)
+            self.shell.user_ns["_measure"] = m
+            results[label] = m
+            return m
+
+    return MeasureMagics
+
+
+def _cell_runner(shell: InteractiveShell, cell: str) -> Callable[[], Any]:
+    """Compile a cell once; return a function that runs it in the user namespace."""
+    source = shell.transform_cell(cell)
+    try:
+        filename = shell.compile.cache(source)
+    except AttributeError:
+        filename = "<measure cell>"
+    tree = ast.parse(source, filename=filename)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        # Keep the last expression's value as the measurement's result, like a cell's Out[].
+        last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+    body = compile(tree, filename, "exec")
+    namespace = shell.user_ns
+
+    def run() -> Any:
+        exec(body, namespace)
+        return eval(last, namespace) if last is not None else None
+
+    return run
+
+
+def register_magics(ipython: InteractiveShell) -> None:
+    """Register ``%%measure`` with ``ipython``; bootstrap calls this for every lab."""
+    ipython.register_magics(_make_magics_class())
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """Make ``%load_ext perflab.measure`` register the magic."""
+    register_magics(ipython)
