@@ -22,6 +22,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 if TYPE_CHECKING:
     # Model modules import only after django.setup(), which the django_db fixture runs.
     from django.contrib.auth.models import User
+
     from shop.models import Product, Review
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -101,6 +102,7 @@ def add_review(product: Product, author: User, *, rating: int = 4, minute: int =
 def shop(django_db: None) -> Iterator[ShopRows]:
     """Yield a small shop built inside a transaction that is rolled back after the test."""
     from django.contrib.auth.models import User
+
     from shop.models import Tag
 
     with transaction.atomic():
