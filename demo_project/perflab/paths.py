@@ -23,5 +23,11 @@ def state_dir(*parts: str) -> Path:
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         base = Path(cache) / "perflab"
     path = base.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # mkdir(parents=True) would give the intermediate folders the umask's mode (often 0755);
+    # create each level ourselves so nothing under the root is readable by other users.
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    current = base
+    for part in parts:
+        current = current / part
+        current.mkdir(exist_ok=True, mode=0o700)
     return path
