@@ -576,3 +576,15 @@ def test_magic_measures_the_cell_in_the_user_namespace(connection: Any, ipython:
 def test_magic_lets_the_cell_exception_propagate(ipython: Any) -> None:
     with pytest.raises(ValueError, match="from the cell"):
         ipython.run_cell_magic("measure", "bad", "raise ValueError('from the cell')")
+
+
+def test_elide_shortens_long_in_lists_and_or_chains() -> None:
+    ids = ", ".join(str(i) for i in range(1, 101))
+    assert elide(f'SELECT "t"."a" FROM "t" WHERE "t"."id" IN ({ids})') == (
+        'SELECT ... FROM "t" WHERE "t"."id" IN (1, 2, 3, ... 100 values)'
+    )
+    chain = " OR ".join(f'"t"."id" = {i}' for i in (16, 14, 10, 18, 12, 2, 9))
+    assert elide(f'SELECT "t"."a" FROM "t" WHERE ({chain})') == (
+        'SELECT ... FROM "t" WHERE ("t"."id" = 16 OR ... 7 alternatives)'
+    )
+    assert elide('SELECT "t"."a" FROM "t" WHERE "t"."id" IN (1, 2)').endswith("IN (1, 2)")

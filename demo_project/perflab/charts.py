@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,8 @@ def bar_chart(
     Time bars carry min-max error bars and, when ``baseline`` is given, a "N times faster" note.
     """
     plt = _pyplot()
-    labels = [m.label for m in measurements]
+    # Long labels would overlap under neighbouring bars; wrap them onto short lines instead.
+    labels = [textwrap.fill(m.label, width=16) for m in measurements]
     colors = [_BASELINE_COLOR if m is baseline else _COLOR for m in measurements]
     fig, (ax_queries, ax_time) = plt.subplots(
         1, 2, figsize=(max(6.0, 2.2 * len(measurements) + 2), 3.2)

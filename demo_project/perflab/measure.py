@@ -77,7 +77,26 @@ def elide(sql: str) -> str:
             # Only a SELECT that starts the statement or follows a set operator is top level;
             # one after WHERE ... IN ( is a subquery whose columns matter.
             elision_allowed = keyword.split()[0] in {"UNION", "INTERSECT", "EXCEPT", "ALL"}
-    return "".join(out)
+    return _shorten_value_lists("".join(out))
+
+
+_LONG_IN_LIST = re.compile(r"\bIN \(((?:[^(),]+, ){5,}[^(),]+)\)")
+# Django 5.2 writes some prefetches as ("t"."id" = 1 OR "t"."id" = 2 OR ...) instead of IN.
+_LONG_OR_CHAIN = re.compile(r'\((("[^"]+"\."[^"]+") = [^()\s]+)((?: OR \2 = [^()\s]+){5,})\)')
+
+
+def _shorten_value_lists(sql: str) -> str:
+    """Shorten long ``IN (...)`` lists and ``OR`` chains to their first items and a count."""
+
+    def in_list(match: re.Match[str]) -> str:
+        items = match.group(1).split(", ")
+        return f"IN ({', '.join(items[:3])}, ... {len(items)} values)"
+
+    def or_chain(match: re.Match[str]) -> str:
+        count = 1 + match.group(3).count(" OR ")
+        return f"({match.group(1)} OR ... {count} alternatives)"
+
+    return _LONG_OR_CHAIN.sub(or_chain, _LONG_IN_LIST.sub(in_list, sql))
 
 
 def _elide_select_list(tokens: Iterator[tuple[Any, str]]) -> list[str]:
