@@ -1,0 +1,90 @@
+"""The lessons themselves: navigation generated from titles, every lesson within Binder's memory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from perflab import notebooks
+
+LESSONS = notebooks.lesson_paths()
+
+
+def _lesson(path: Path, title: str, *, nav: bool = True) -> None:
+    nb = nbformat.v4.new_notebook()
+    if nav:
+        nb.cells.append(nbformat.v4.new_markdown_cell(notebooks.NAV_MARKER + "\nold"))
+    nb.cells.append(nbformat.v4.new_markdown_cell(f"# {title}\n\nText."))
+    nb.cells.append(nbformat.v4.new_code_cell("print(6 * 7)"))
+    nbformat.write(nb, path)
+
+
+def test_navigation_links_each_lesson_to_its_neighbours(tmp_path: Path) -> None:
+    _lesson(tmp_path / "00-start.ipynb", "Start here")
+    _lesson(tmp_path / "01-fix.ipynb", "Fix N+1 queries", nav=False)
+    _lesson(tmp_path / "02-work.ipynb", "Let the database work")
+    paths = notebooks.lesson_paths(tmp_path)
+    assert notebooks.update_navigation(paths) == paths
+    middle = json.loads((tmp_path / "01-fix.ipynb").read_text())["cells"][0]["source"]
+    assert middle == (
+        f"{notebooks.NAV_MARKER}\n[< 00 · Start here](00-start.ipynb) | "
+        f"{notebooks.CONTENTS_LINK} | [02 · Let the database work >](02-work.ipynb)"
+    )
+    assert notebooks.update_navigation(paths) == []  # already up to date: nothing rewritten
+
+
+def test_committed_lessons_have_up_to_date_navigation(tmp_path: Path) -> None:
+    copies = []
+    for path in LESSONS:
+        shutil.copy(path, tmp_path / path.name)
+        copies.append(tmp_path / path.name)
+    assert notebooks.update_navigation(copies) == [], "run `make notebooks`"
+
+
+def test_lessons_follow_the_template() -> None:
+    for path in LESSONS:
+        nb = json.loads(path.read_text())
+        text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+        for heading in ("## Overview", "## Prerequisites", "## Setup", "## Key points",
+                        "### What's next?", "### Resources", "**Time**"):
+            assert heading in text, f"{path.name} lacks {heading}"
+        tags = [t for c in nb["cells"] for t in c.get("metadata", {}).get("tags", [])]
+        assert "nbval-check-output" in tags, f"{path.name} checks no fact"
+        assert "solution" in tags, f"{path.name} has no solution cell"
+
+
+def test_committed_outputs_come_from_one_clean_run() -> None:
+    for path in LESSONS:
+        nb = json.loads(path.read_text())
+        counts = [c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code"]
+        assert counts == list(range(1, len(counts) + 1)), f"{path.name}: run `make notebooks`"
+        for cell in nb["cells"]:
+            for output in cell.get("outputs", []):
+                assert output["output_type"] != "error", f"{path.name} committed an error"
+            if "solution" in cell["metadata"].get("tags", []):
+                assert cell["metadata"]["jupyter"]["source_hidden"] is True
+
+
+def test_execute_notebook_reports_errors_and_peak_memory(tmp_path: Path) -> None:
+    path = tmp_path / "00-broken.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("# Break things"))
+    nb.cells.append(nbformat.v4.new_code_cell("1 / 0"))
+    nbformat.write(nb, path)
+    report = notebooks.execute_notebook(path, write=False, timeout=120)
+    assert report.errors and "ZeroDivisionError" in report.errors[0]
+    assert report.peak_rss_mb > 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_fits_binder_memory_at_small_scale(path: Path, tmp_path: Path) -> None:
+    copy = tmp_path / path.name
+    shutil.copy(path, copy)
+    report = notebooks.execute_notebook(copy, scale="small", write=False)
+    assert report.errors == []
+    assert 0 < report.peak_rss_mb < notebooks.MEMORY_LIMIT_MB
