@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import pwd
 import shutil
@@ -285,7 +286,7 @@ def test_port_in_use_names_the_port_and_the_way_out() -> None:
     [
         ("memcached", "memcached", "memcached", "memcached", "memcached"),
         ("redis", "redis-server", "redis-server", "redis", "redis-server"),
-        ("postgres", "postgres", "postgresql", "postgresql@16", "postgresql"),
+        ("postgres", "postgres", "postgresql", "postgresql@17", "postgresql"),
     ],
 )
 def test_missing_binary_error_names_it_and_gives_install_lines(
@@ -409,3 +410,13 @@ def test_running_services_drops_records_of_dead_servers(perflab_home: Path) -> N
 
     assert services.running_services() == []
     assert list((perflab_home / "services" / "running").glob("*.json")) == []
+
+
+@pytest.mark.skipif(not glob.glob("/usr/lib/postgresql/*/bin/postgres"), reason="no Debian server")
+def test_postgres_is_found_off_path_where_debian_installs_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fresh Debian/Ubuntu (and Binder) keeps postgres and initdb out of PATH.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    found = services._postgres_bindir()
+    assert found is not None and str(found).startswith("/usr/lib/postgresql/")

@@ -90,7 +90,7 @@ _SOCKET_PATH_MAX = 100  # sun_path holds 104-108 bytes; leave room for "/.s.PGSQ
 _INSTALL_NAMES = {
     "memcached": ("memcached", "memcached", "memcached"),
     "redis": ("redis-server", "redis", "redis-server"),
-    "postgres": ("postgresql", "postgresql@16", "postgresql"),
+    "postgres": ("postgresql", "postgresql@17", "postgresql"),
 }
 # Where packaged PostgreSQL servers live when they are not on PATH (Debian, RHEL, Homebrew).
 _POSTGRES_BINDIR_GLOBS: tuple[str, ...] = (
