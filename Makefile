@@ -53,7 +53,7 @@ lab: $(STAMP)
 	@echo "Preparing the $${PERFLAB_SCALE:-small} database..."
 	@out=$$($(BIN)/python -m perflab seed --scale $${PERFLAB_SCALE:-small} 2>&1) \
 	  || { printf '%s\n' "$$out" >&2; exit 1; }
-	$(BIN)/jupyter lab notebooks/00-start-here.ipynb
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00-start-here.ipynb
 
 # One pytest run: unit tests plus every notebook (nbval). The orphan check runs even when
 # pytest fails, so a leaked server is reported either way.
