@@ -13,13 +13,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test site notebooks bench-seed lock clean
+.PHONY: help setup lab test test-django61 site notebooks bench-seed lock clean
 
 help:
 	@echo "django-perf-workshop"
 	@echo
 	@echo "  make lab         set up, build the small database, open JupyterLab on lesson 00"
 	@echo "  make test        set up, lint, run the unit tests and every notebook (nbval)"
+	@echo "  make test-django61  the same tests on Django 6.1 (needs python3.12+, NEXT_PYTHON=...)"
 	@echo "  make site        run the shop in a browser with django-debug-toolbar (PORT=8000)"
 	@echo "  make notebooks   re-execute every notebook in place (committed outputs come from here)"
 	@echo "  make bench-seed  compare seeding speed: toolkit vs executemany vs bulk_create"
@@ -74,6 +75,25 @@ PORT ?= 8000
 site: $(STAMP)
 	$(BIN)/python -m perflab site --scale $${PERFLAB_SCALE:-small} --port $(PORT)
 
+# The newest Django: the same lock, then Django 6.1 on top, in a virtualenv of its own (Django
+# 6.x needs Python 3.12+). Unit tests and the notebooks that do not need a 5.2-only package.
+NEXT_PYTHON ?= python3.12
+NEXT_DJANGO ?= django==6.1.*
+NEXT_VENV ?= .venv-django61
+test-django61:
+	@$(NEXT_PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 12))' 2>/dev/null || { \
+	  echo >&2 "error: Django 6.1 needs Python 3.12+; '$(NEXT_PYTHON)' is missing or older" \
+	    "(try make test-django61 NEXT_PYTHON=python3.13)."; exit 1; }
+	test -x $(NEXT_VENV)/bin/python || $(NEXT_PYTHON) -m venv $(NEXT_VENV)
+	$(NEXT_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements.txt -e .
+	$(NEXT_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(NEXT_DJANGO)"
+	$(NEXT_VENV)/bin/python -m pip check
+	@$(NEXT_VENV)/bin/python -c 'import django, sys; print("Django", django.get_version(), "on Python", sys.version.split()[0])'
+	@status=0; \
+	$(NEXT_VENV)/bin/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env tests notebooks || status=$$?; \
+	$(NEXT_VENV)/bin/python -m perflab services check-orphans || { [ $$status -ne 0 ] || status=1; }; \
+	exit $$status
+
 notebooks: $(STAMP)
 	$(BIN)/python -m perflab notebooks
 
@@ -86,4 +106,4 @@ lock: | $(BIN)/python
 	  --custom-compile-command "make lock"
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(NEXT_VENV)

@@ -588,3 +588,7 @@ def test_elide_shortens_long_in_lists_and_or_chains() -> None:
         'SELECT ... FROM "t" WHERE ("t"."id" = 16 OR ... 7 alternatives)'
     )
     assert elide('SELECT "t"."a" FROM "t" WHERE "t"."id" IN (1, 2)').endswith("IN (1, 2)")
+    tuples = ", ".join(f"({i})" for i in (9, 13, 17, 14, 15, 20, 19))
+    assert elide(f'SELECT "t"."a" FROM "t" WHERE ("t"."id") IN ({tuples})') == (
+        'SELECT ... FROM "t" WHERE ("t"."id") IN ((9), (13), (17), ... 7 values)'
+    )

@@ -80,7 +80,8 @@ def elide(sql: str) -> str:
     return _shorten_value_lists("".join(out))
 
 
-_LONG_IN_LIST = re.compile(r"\bIN \(((?:[^(),]+, ){5,}[^(),]+)\)")
+# Items may be wrapped in their own parentheses: Django 6.1 writes IN ((9), (13), ...).
+_LONG_IN_LIST = re.compile(r"\bIN \(((?:\(?[^(),]+\)?, ){5,}\(?[^(),]+\)?)\)")
 # Django 5.2 writes some prefetches as ("t"."id" = 1 OR "t"."id" = 2 OR ...) instead of IN.
 _LONG_OR_CHAIN = re.compile(r'\((("[^"]+"\."[^"]+") = [^()\s]+)((?: OR \2 = [^()\s]+){5,})\)')
 

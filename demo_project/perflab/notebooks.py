@@ -105,6 +105,16 @@ class ExecutionReport:
     seconds: float
     peak_rss_mb: float
     errors: list[str]
+    notebook: Any = None  # the executed notebook, for tests that read its outputs
+
+    def outputs_of(self, tag: str) -> list[str]:
+        """Return the text each cell tagged ``tag`` printed, in order."""
+        texts = []
+        for cell in self.notebook.cells:
+            if tag in cell.metadata.get("tags", []):
+                texts.append("".join(o.get("text", "") for o in cell.get("outputs", [])
+                                     if o.get("output_type") == "stream"))
+        return texts
 
 
 def _tidy(nb: Any) -> None:
@@ -166,4 +176,6 @@ def execute_notebook(
     if write and not errors:
         _tidy(nb)
         nbformat.write(nb, path)
-    return ExecutionReport(path=path, seconds=seconds, peak_rss_mb=peak_kb / 1024, errors=errors)
+    return ExecutionReport(
+        path=path, seconds=seconds, peak_rss_mb=peak_kb / 1024, errors=errors, notebook=nb
+    )
