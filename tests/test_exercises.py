@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
-import django
 import pytest
-from django.conf import settings
 
 from perflab.exercises import NOT_ATTEMPTED, check, check_equal, check_queries
 
@@ -16,26 +12,11 @@ TABLE = "perflab_exercises_t"
 
 
 @pytest.fixture(scope="module")
-def connection() -> Iterator[Any]:
-    """Yield a connection holding a scratch table; use the project's settings if loaded."""
-    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        settings.configure(
-            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-            USE_TZ=True,
-        )
-    django.setup()
-    from django.db import connections
-
-    conn = connections["default"]
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        cursor.execute(f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, name TEXT)")
-        cursor.executemany(
-            f"INSERT INTO {TABLE} (id, name) VALUES (%s, %s)", [(i, f"row {i}") for i in (1, 2, 3)]
-        )
-    yield conn
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+def connection(scratch_table) -> Any:
+    """Return the lab's connection, holding a scratch table for these tests."""
+    return scratch_table(
+        TABLE, "id INTEGER PRIMARY KEY, name TEXT", [(i, f"row {i}") for i in (1, 2, 3)]
+    )
 
 
 def one_by_one(connection: Any) -> list[str]:

@@ -6,9 +6,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import django
 import pytest
-from django.conf import settings
 
 from perflab import measure as measure_module
 from perflab.errors import PerflabError, UnknownChoice
@@ -28,27 +26,13 @@ TABLE = "perflab_measure_t"
 
 
 @pytest.fixture(scope="module")
-def connection() -> Iterator[Any]:
-    """Yield a connection holding a scratch table; use the project's settings if loaded."""
-    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        settings.configure(
-            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-            USE_TZ=True,
-        )
-    django.setup()
-    from django.db import connections
-
-    conn = connections["default"]
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        cursor.execute(f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)")
-        cursor.executemany(
-            f"INSERT INTO {TABLE} (id, name, n) VALUES (%s, %s, %s)",
-            [(i, f"row {i}", i % 3) for i in range(1, 11)],
-        )
-    yield conn
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+def connection(scratch_table) -> Any:
+    """Return the lab's connection, holding a scratch table for these tests."""
+    return scratch_table(
+        TABLE,
+        "id INTEGER PRIMARY KEY, name TEXT, n INTEGER",
+        [(i, f"row {i}", i % 3) for i in range(1, 11)],
+    )
 
 
 @pytest.fixture
