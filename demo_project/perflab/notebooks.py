@@ -145,8 +145,10 @@ def execute_notebook(
     nb = nbformat.read(path, as_version=4)
     probe = nbformat.v4.new_code_cell(_PEAK_MEMORY_PROBE)
     nb.cells.append(probe)
-    previous = os.environ.get("PERFLAB_SCALE")
+    saved = {key: os.environ.get(key) for key in ("PERFLAB_SCALE", "JPY_SESSION_NAME")}
     os.environ["PERFLAB_SCALE"] = scale
+    # What Jupyter Server tells a kernel, so setup() names the lab after the lesson here too.
+    os.environ["JPY_SESSION_NAME"] = str(path)
     started = time.perf_counter()
     try:
         client = NotebookClient(
@@ -155,10 +157,11 @@ def execute_notebook(
         )
         client.execute()
     finally:
-        if previous is None:
-            os.environ.pop("PERFLAB_SCALE", None)
-        else:
-            os.environ["PERFLAB_SCALE"] = previous
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     seconds = time.perf_counter() - started
     nb.cells.pop()
     peak_kb = 0
