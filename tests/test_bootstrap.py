@@ -182,3 +182,46 @@ def test_postgres_lab_holds_the_same_rows_as_sqlite(lab) -> None:
     finally:
         perflab.setup(scale="tiny", quiet=True)
     assert Review.objects.order_by("id").values_list("title", "rating", "created").first() == first
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("backend", ["memcached", "redis"])
+def test_setup_caches_in_a_real_server(backend: str) -> None:
+    from django.core.cache import cache
+
+    lab = perflab.setup(scale="tiny", cache=backend, quiet=True)
+    try:
+        assert lab.cache == backend
+        cache.set("greeting", "hello", 30)
+        assert cache.get("greeting") == "hello"
+    finally:
+        perflab.setup(scale="tiny", quiet=True)
+
+
+def test_missing_cache_server_falls_back_to_local_memory(monkeypatch) -> None:
+    def missing(name: str, **kwargs: object) -> None:
+        raise ServiceUnavailable(f"{name} is not installed.")
+
+    monkeypatch.setattr(services, "start_service", missing)
+    monkeypatch.setattr(bootstrap, "_services", {})
+    monkeypatch.setenv("PERFLAB_STRICT", "0")
+    lab = perflab.setup(scale="tiny", cache="memcached", quiet=True)
+    assert lab.cache == "locmem"
+    assert any("memcached is not installed" in note for note in lab.notes)
+    monkeypatch.setenv("PERFLAB_STRICT", "1")
+    with pytest.raises(ServiceUnavailable):
+        perflab.setup(scale="tiny", cache="memcached", quiet=True)
+
+
+def test_a_kernel_removes_its_lab_files_when_it_exits(tmp_path: Path) -> None:
+    script = (
+        "import perflab\n"
+        "lab = perflab.setup(scale='tiny', cache='file', quiet=True)\n"
+        "print(lab.database_settings['NAME'])\n"
+    )
+    env = {**os.environ, "PERFLAB_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=120, check=True)
+    assert Path(out.stdout.strip()).name.endswith(".sqlite3")
+    assert not Path(out.stdout.strip()).exists()
+    assert list((tmp_path / "caches").iterdir()) == []

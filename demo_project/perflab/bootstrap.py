@@ -175,7 +175,7 @@ def setup(
     else:
         db_settings, template, built = _prepare_sqlite(scale_obj, name)
     _use_database(db_settings)
-    _use_cache(cache, name)
+    cache = _use_cache(cache, name, notes)
 
     lab = Lab(
         scale=scale_obj, database=database, name=name, database_settings=db_settings,
@@ -232,12 +232,17 @@ def _use_database(db: dict[str, Any]) -> None:
     ContentType.objects.clear_cache()
 
 
-def _use_cache(cache: str, name: str) -> None:
+def _use_cache(cache: str, name: str, notes: list[str]) -> str:
+    """Point Django's default cache at ``cache``; return the backend really in use."""
     from django.conf import settings
     from django.core.cache import caches
 
     caches.close_all()
-    settings.CACHES = {"default": _cache_settings(cache, name)}
+    backend = _cache_settings(cache, name)
+    if backend is None:  # the server is not installed (and not strict): say so, use locmem
+        notes.append(f"{cache} is not installed, so this lab caches in local memory instead.")
+        cache, backend = "locmem", _cache_settings("locmem", name)
+    settings.CACHES = {"default": backend}
     caches._settings = None
     caches.__dict__.pop("settings", None)
     with contextlib.suppress(AttributeError):
@@ -246,21 +251,25 @@ def _use_cache(cache: str, name: str) -> None:
         from django.core.management import call_command
 
         call_command("createcachetable", verbosity=0)
+    return cache
 
 
-def _cache_settings(cache: str, name: str) -> dict[str, Any]:
+def _cache_settings(cache: str, name: str) -> dict[str, Any] | None:
     if cache == "locmem":
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": name}
     if cache == "dummy":
         return {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
     if cache == "file":
         folder = state_dir("caches", f"{name}-{os.getpid()}")
+        _remove_at_exit(folder)
         return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
                 "LOCATION": str(folder)}
     if cache == "db":
         return {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
                 "LOCATION": "perflab_cache"}
-    server = start_lab_service(cache, strict=True)
+    server = start_lab_service(cache)
+    if server is None:
+        return None
     if cache == "memcached":
         return {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
                 "LOCATION": server.location}
@@ -400,9 +409,18 @@ _to_remove: set[Path] = set()
 
 
 def _remove_at_exit(path: Path) -> None:
+    """Delete this kernel's lab file (or cache folder) when the kernel exits."""
     if not _to_remove:
-        atexit.register(lambda: [p.unlink(missing_ok=True) for p in list(_to_remove)])
+        atexit.register(_remove_now)
     _to_remove.add(path)
+
+
+def _remove_now() -> None:
+    for path in list(_to_remove):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:
