@@ -225,3 +225,14 @@ def test_a_kernel_removes_its_lab_files_when_it_exits(tmp_path: Path) -> None:
     assert Path(out.stdout.strip()).name.endswith(".sqlite3")
     assert not Path(out.stdout.strip()).exists()
     assert list((tmp_path / "caches").iterdir()) == []
+
+
+@pytest.mark.services
+def test_postgres_copies_of_dead_kernels_are_dropped(lab) -> None:
+    server = bootstrap.start_lab_service("postgres", strict=True)
+    server.create_database("perflab_lab_old_notebook_999999")  # no process has this pid
+    perflab.setup(database="postgres", scale="tiny", quiet=True)
+    try:
+        assert not server.database_exists("perflab_lab_old_notebook_999999")
+    finally:
+        perflab.setup(scale="tiny", quiet=True)

@@ -465,15 +465,57 @@ def _prepare_postgres(scale: seeding.Scale, name: str) -> tuple[dict[str, Any], 
         connections.close_all()
         with server.connect("postgres") as conn:
             conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
+            older = [row[0] for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname <> %s",
+                [f"perflab_tpl_{scale.name}_%", template],
+            )]
+        for dbname in older:  # templates of older schemas, as for SQLite
+            server.drop_database(dbname)
         built = True
-    lab_db = re.sub(r"[^a-z0-9_]", "_", f"perflab_lab_{name}_{os.getpid()}".lower())[:63]
+    # The pid stays at the end (names are cut at 63 bytes) so dead kernels' copies can be found.
+    lab_db = re.sub(r"[^a-z0-9_]", "_", f"perflab_lab_{name[:40]}_{os.getpid()}".lower())
     _use_database(_postgres_settings(server, "postgres"))
     from django.db import connections
 
     connections.close_all()
+    _drop_dead_lab_databases(server)
     server.drop_database(lab_db)
     server.create_database(lab_db, template=template)
+    _drop_at_exit(server, lab_db)
     return _postgres_settings(server, lab_db), template, built
+
+
+def _drop_dead_lab_databases(server: Any) -> None:
+    """Drop lab copies left by kernels that died: the server's data folder outlives them."""
+    with server.connect("postgres") as conn:
+        names = [row[0] for row in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'perflab_lab_%'"
+        )]
+    for dbname in names:
+        pid = dbname.rsplit("_", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            server.drop_database(dbname)
+
+
+_postgres_labs: dict[str, Any] = {}
+
+
+def _drop_at_exit(server: Any, dbname: str) -> None:
+    # Registered after the services module's own exit hook, so it runs first (atexit is LIFO),
+    # while the server is still up.
+    if not _postgres_labs:
+        atexit.register(_drop_postgres_labs)
+    _postgres_labs[dbname] = server
+
+
+def _drop_postgres_labs() -> None:
+    from django.db import connections
+
+    connections.close_all()
+    for dbname, server in list(_postgres_labs.items()):
+        if server.running:
+            with contextlib.suppress(Exception):  # exiting anyway; the next setup() reaps it
+                server.drop_database(dbname)
 
 
 def _postgres_settings(server: Any, dbname: str) -> dict[str, Any]:
