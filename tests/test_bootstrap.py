@@ -16,6 +16,17 @@ from perflab.errors import ServiceUnavailable, UnknownChoice
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def missing_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every server look uninstalled, as on a machine without them."""
+
+    def missing(name: str, **kwargs: object) -> None:
+        raise ServiceUnavailable(f"{name} is not installed. Install it: apt-get install {name}")
+
+    monkeypatch.setattr(services, "start_service", missing)
+    monkeypatch.setattr(bootstrap, "_services", {})
+
+
 def test_setup_configures_django_for_notebooks(lab) -> None:
     from django.conf import settings
 
@@ -135,35 +146,22 @@ def test_ipython_sql_magic_runs_against_the_lab(lab) -> None:
     assert "n" in str(result)  # renders through prettytable without KeyError
 
 
-def test_missing_postgres_falls_back_to_sqlite_with_a_note(monkeypatch) -> None:
-    def missing(name: str, **kwargs: object) -> None:
-        raise ServiceUnavailable(f"{name} is not installed. Install it with: apt-get install x")
-
-    monkeypatch.setattr(services, "start_service", missing)
-    monkeypatch.setattr(bootstrap, "_services", {})
+def test_missing_postgres_falls_back_to_sqlite_with_a_note(missing_servers, monkeypatch) -> None:
     monkeypatch.setenv("PERFLAB_STRICT", "0")
     fallback = perflab.setup(database="postgres", scale="tiny", quiet=True)
     assert fallback.database == "sqlite"
     assert any("SQLite instead" in note for note in fallback.notes)
 
 
-def test_missing_postgres_is_an_error_in_strict_mode(monkeypatch) -> None:
-    def missing(name: str, **kwargs: object) -> None:
-        raise ServiceUnavailable(f"{name} is not installed.")
-
-    monkeypatch.setattr(services, "start_service", missing)
-    monkeypatch.setattr(bootstrap, "_services", {})
+def test_missing_postgres_is_an_error_in_strict_mode(missing_servers, monkeypatch) -> None:
     monkeypatch.setenv("PERFLAB_STRICT", "1")
     with pytest.raises(ServiceUnavailable):
         perflab.setup(database="postgres", scale="tiny", quiet=True)
 
 
-def test_lab_service_prints_the_install_line_when_missing(monkeypatch, capsys) -> None:
-    def missing(name: str, **kwargs: object) -> None:
-        raise ServiceUnavailable(f"{name} is not installed. apt-get install memcached")
-
-    monkeypatch.setattr(services, "start_service", missing)
-    monkeypatch.setattr(bootstrap, "_services", {})
+def test_lab_service_prints_the_install_line_when_missing(
+    missing_servers, monkeypatch, capsys
+) -> None:
     monkeypatch.setenv("PERFLAB_STRICT", "0")
     assert bootstrap.start_lab_service("memcached") is None
     assert "apt-get install memcached" in capsys.readouterr().out
@@ -198,12 +196,7 @@ def test_setup_caches_in_a_real_server(backend: str) -> None:
         perflab.setup(scale="tiny", quiet=True)
 
 
-def test_missing_cache_server_falls_back_to_local_memory(monkeypatch) -> None:
-    def missing(name: str, **kwargs: object) -> None:
-        raise ServiceUnavailable(f"{name} is not installed.")
-
-    monkeypatch.setattr(services, "start_service", missing)
-    monkeypatch.setattr(bootstrap, "_services", {})
+def test_missing_cache_server_falls_back_to_local_memory(missing_servers, monkeypatch) -> None:
     monkeypatch.setenv("PERFLAB_STRICT", "0")
     lab = perflab.setup(scale="tiny", cache="memcached", quiet=True)
     assert lab.cache == "locmem"
