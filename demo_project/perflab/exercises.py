@@ -75,17 +75,25 @@ def _is_stub(value: object) -> bool:
     return value is None or value is Ellipsis
 
 
+def _evaluate(value: Any, label: str, hint: str) -> tuple[Any, Verdict | None]:
+    """Call ``value`` if it is a function; return (its value, None) or (None, the feedback)."""
+    if not callable(value):
+        return value, None
+    try:
+        return value(), None
+    except NotImplementedError:
+        return None, _not_attempted()
+    except Exception as exc:
+        return None, _raised(label, exc, hint)
+
+
 def check_equal(
     actual: Any, expected: Any, *, hint: str = "", label: str = "your answer"
 ) -> Verdict:
     """Print whether ``actual`` equals ``expected``; call ``actual`` first if it is a function."""
-    if callable(actual):
-        try:
-            actual = actual()
-        except NotImplementedError:
-            return _not_attempted()
-        except Exception as exc:
-            return _raised(label, exc, hint)
+    actual, feedback = _evaluate(actual, label, hint)
+    if feedback is not None:
+        return feedback
     if _is_stub(actual) and not _is_stub(expected):
         return _not_attempted()
     try:
@@ -107,14 +115,9 @@ def check(
     """Print whether a condition holds (or, with ``expect``, equals it); never raise."""
     if expect is not _MISSING:
         return check_equal(condition_or_callable, expect, hint=hint, label=label)
-    value = condition_or_callable
-    if callable(value):
-        try:
-            value = value()
-        except NotImplementedError:
-            return _not_attempted()
-        except Exception as exc:
-            return _raised(label, exc, hint)
+    value, feedback = _evaluate(condition_or_callable, label, hint)
+    if feedback is not None:
+        return feedback
     if _is_stub(value):
         return _not_attempted()
     try:
