@@ -17,15 +17,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent  # demo_project/
 REPO_ROOT = BASE_DIR.parent
 
 
-class _Env(environ.Env):
-    # django-environ spells it locmemcache://; accept the shorter locmem:// the lessons use too.
-    CACHE_SCHEMES = {
-        **environ.Env.CACHE_SCHEMES,
-        "locmem": "django.core.cache.backends.locmem.LocMemCache",
-    }
-
-
-env = _Env()
+env = environ.Env()
 
 # --- Debug and secrets ---------------------------------------------------------------------
 
@@ -112,9 +104,9 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", d
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# CACHE_URL examples: locmem://, pymemcache://127.0.0.1:11211, redis://127.0.0.1:6379/0
+# CACHE_URL examples: locmemcache://, pymemcache://127.0.0.1:11211, redis://127.0.0.1:6379/0
 CACHES = {
-    "default": env.cache_url("CACHE_URL", default="locmem://"),
+    "default": env.cache_url("CACHE_URL", default="locmemcache://"),
 }
 
 # --- Auth ----------------------------------------------------------------------------------
