@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from .bootstrap import Lab, current_lab, setup
+from .bootstrap import Lab, setup
 from .errors import PerflabError, PortInUse, ServiceUnavailable, StaleSchema, UnknownChoice
 from .seed import SCALES
 
@@ -20,6 +20,5 @@ __all__ = [
     "ServiceUnavailable",
     "StaleSchema",
     "UnknownChoice",
-    "current_lab",
     "setup",
 ]

@@ -28,7 +28,7 @@ from . import seed as seeding
 from .errors import PerflabError, ServiceUnavailable, StaleSchema, UnknownChoice
 from .paths import REPO_ROOT, state_dir
 
-__all__ = ["CACHES", "DATABASES", "Lab", "current_lab", "schema_version", "setup"]
+__all__ = ["CACHES", "DATABASES", "Lab", "schema_version", "setup"]
 
 DATABASES = ("sqlite", "postgres")
 CACHES = ("locmem", "dummy", "file", "db", "memcached", "redis")
@@ -39,7 +39,6 @@ TABLES = (
 # Only for labs: a notebook never serves the internet, and Django refuses to start without one.
 LAB_SECRET_KEY = "perflab-lab-only-not-a-secret"
 
-_current: Lab | None = None
 _services: dict[str, Any] = {}
 
 
@@ -137,11 +136,6 @@ class Lab:
         return f"<div><b>perflab</b> · {html.escape(self.summary())}{notes}</div>"
 
 
-def current_lab() -> Lab | None:
-    """Return the lab the last ``setup()`` in this process made, if any."""
-    return _current
-
-
 def setup(
     *,
     database: str | None = None,
@@ -155,7 +149,6 @@ def setup(
     ``database`` is "sqlite" (default, nothing to install) or "postgres" (a real server that
     perflab starts); ``scale`` defaults to ``$PERFLAB_SCALE`` or "small". Safe to call again.
     """
-    global _current
     started = time.perf_counter()
     database = database or os.environ.get("PERFLAB_DATABASE") or "sqlite"
     if database not in DATABASES:
@@ -182,7 +175,6 @@ def setup(
         template=template, cache=cache, prepare_seconds=time.perf_counter() - started,
         built_template=built, notes=notes,
     )
-    _current = lab
     _register_magics()
     if not quiet:
         _show(lab)
@@ -579,9 +571,10 @@ def _register_magics() -> None:
     shell = _in_ipython()
     if shell is None:
         return
-    from . import measure
+    from . import measure, requires
 
     measure.register_magics(shell)
+    requires.register_magics(shell)
 
 
 def _show(lab: Lab) -> None:

@@ -1,0 +1,63 @@
+"""Run a cell only where it can run honestly: ``%%requires django>=6.1`` skips it elsewhere.
+
+A lesson may teach something a newer (or older) library brings. On another version the cell
+says what it needs and what the kernel has, and shows nothing else: no fake numbers.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, metadata
+from typing import TYPE_CHECKING
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from perflab.errors import PerflabError
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+__all__ = ["load_ipython_extension", "register_magics", "requirement_met"]
+
+
+def requirement_met(spec: str) -> tuple[bool, str]:
+    """Return whether ``spec`` (e.g. "django>=6.1") is installed, and what to say if not."""
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement as exc:
+        raise PerflabError(
+            f"%%requires needs a requirement like django>=6.1, not {spec!r}."
+        ) from exc
+    try:
+        installed = metadata(requirement.name)
+    except PackageNotFoundError:
+        return False, f"Skipped: this cell needs {spec}, which is not installed in this kernel."
+    if requirement.specifier.contains(installed["Version"], prereleases=True):
+        return True, ""
+    return False, (
+        f"Skipped: this cell needs {spec}; this kernel has {installed['Name']} "
+        f"{installed['Version']}."
+    )
+
+
+def register_magics(shell: InteractiveShell) -> None:
+    """Register ``%%requires`` on ``shell`` (setup() does this in every lab)."""
+    from IPython.core.magic import Magics, cell_magic, magics_class
+
+    @magics_class
+    class RequiresMagics(Magics):
+        @cell_magic
+        def requires(self, line: str, cell: str) -> None:
+            """Run the cell if the requirement on the first line is met; else say why not."""
+            met, why = requirement_met(line.strip())
+            if not met:
+                print(why)
+                return
+            # ex() runs in the user's namespace and lets errors fail this cell as usual.
+            self.shell.ex(self.shell.transform_cell(cell))
+
+    shell.register_magics(RequiresMagics)
+
+
+def load_ipython_extension(shell: InteractiveShell) -> None:
+    """Let ``%load_ext perflab.requires`` work outside a lab too."""
+    register_magics(shell)

@@ -1,0 +1,46 @@
+"""%%requires: run a cell where its library is new (or old) enough, say so plainly elsewhere."""
+
+from __future__ import annotations
+
+import django
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from perflab import requires
+from perflab.errors import PerflabError
+
+
+@pytest.fixture
+def shell() -> InteractiveShell:
+    ipython = InteractiveShell.instance()
+    requires.register_magics(ipython)
+    return ipython
+
+
+def test_met_requirement_runs_the_cell_in_the_user_namespace(shell) -> None:
+    shell.run_cell_magic("requires", "django>=1.0", "ran = 6 * 7")
+    assert shell.user_ns["ran"] == 42
+
+
+def test_unmet_requirement_skips_the_cell_and_says_what_it_has(shell, capsys) -> None:
+    shell.user_ns.pop("skipped", None)
+    shell.run_cell_magic("requires", "django>=99", "skipped = True")
+    assert "skipped" not in shell.user_ns
+    assert capsys.readouterr().out == (
+        f"Skipped: this cell needs django>=99; this kernel has Django {django.get_version()}.\n"
+    )
+
+
+def test_missing_package_is_reported_as_not_installed() -> None:
+    met, why = requires.requirement_met("surely-not-installed-pkg>=1")
+    assert not met and "not installed" in why
+
+
+def test_an_error_inside_a_met_cell_fails_the_cell(shell) -> None:
+    with pytest.raises(ZeroDivisionError):
+        shell.run_cell_magic("requires", "django>=1.0", "1 / 0")
+
+
+def test_a_malformed_requirement_is_a_clear_error() -> None:
+    with pytest.raises(PerflabError, match=r"like django>=6\.1"):
+        requires.requirement_met("django >= six")
