@@ -112,7 +112,6 @@ def test_fetch_modes_are_measured_on_django_61_and_declined_before(executed) -> 
         assert "with select_related: 100 rows, nothing blocked" in blocked
         assert page.startswith("103 queries") and "100 similar" in page
     else:  # Django 5.2: an honest "not here", and no numbers at all
-        for text in (peers, blocked, page):
-            assert text.startswith("Fetch modes need Django 6.1 or newer")
-            assert len(text.splitlines()) == 1
-            assert "queries" not in text and "FieldFetchBlocked" not in text
+        has = f"this kernel has Django {django.__version__}"
+        skipped = f"Skipped: this cell needs django>=6.1; {has}.\n"
+        assert [peers, blocked, page] == [skipped] * 3
