@@ -16,8 +16,10 @@ from perflab.measure import (
     compare,
     elide,
     explain,
+    format_bytes,
     format_ratio,
     measure,
+    peak_memory,
     print_sql,
     results,
 )
@@ -576,3 +578,56 @@ def test_elide_shortens_long_in_lists_and_or_chains() -> None:
     assert elide(f'SELECT "t"."a" FROM "t" WHERE ("t"."id") IN ({tuples})') == (
         'SELECT ... FROM "t" WHERE ("t"."id") IN ((9), (13), (17), ... 7 values)'
     )
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+
+def test_peak_memory_charges_what_a_function_holds_at_once() -> None:
+    def build_a_list() -> int:
+        return len([bytearray(1000) for _ in range(2000)])  # ~2 MB alive at once
+
+    def stream() -> int:
+        return sum(len(bytearray(1000)) for _ in range(2000))  # one 1 kB object at a time
+
+    assert peak_memory(build_a_list) > 1_500_000
+    assert peak_memory(stream) < 100_000
+
+
+def test_measure_with_memory_traces_an_extra_untimed_run(connection: Any) -> None:
+    calls = []
+
+    m = measure("list", lambda: calls.append(1) or [0] * 100_000, repeat=2, warmup=0, memory=True)
+
+    assert len(calls) == 3 and len(m.times_ms) == 2
+    assert m.peak_bytes is not None and m.peak_bytes > 700_000
+    assert m.peak_mib == pytest.approx(m.peak_bytes / 2**20)
+
+
+def test_measure_without_memory_leaves_the_peak_unknown(connection: Any) -> None:
+    m = measure("plain", lambda: None, repeat=1, warmup=0)
+    assert m.peak_bytes is None and str(m.peak_mib) == "nan"
+
+
+def test_with_block_refuses_memory() -> None:
+    with pytest.raises(PerflabError, match="memory"):
+        measure("block", memory=True)
+
+
+def test_compare_adds_a_memory_column_when_measured() -> None:
+    a = measurement("all rows", queries=1, times_ms=[10.0])
+    b = measurement("iterator", queries=1, times_ms=[12.0])
+    a.peak_bytes, b.peak_bytes = 30 * 2**20, 512 * 1024
+
+    comparison = compare(a, b, chart=False)
+
+    assert str(comparison).splitlines()[0].endswith("peak memory")
+    assert str(comparison).splitlines()[1].endswith("30.0 MiB")
+    assert "<td>512.0 KiB</td>" in comparison._repr_html_()
+    assert "peak memory" not in str(compare(measurement("x", queries=1, times_ms=[1.0]),
+                                            chart=False))
+
+
+def test_format_bytes_reads_like_a_person_writes_sizes() -> None:
+    sizes = [None, 812, 3482, 12 * 2**20 + 100_000, 3 * 2**30]
+    assert [format_bytes(s) for s in sizes] == ["-", "812 B", "3.4 KiB", "12.1 MiB", "3.0 GiB"]

@@ -44,3 +44,26 @@ def test_an_error_inside_a_met_cell_fails_the_cell(shell) -> None:
 def test_a_malformed_requirement_is_a_clear_error() -> None:
     with pytest.raises(PerflabError, match=r"like django>=6\.1"):
         requires.requirement_met("django >= six")
+
+
+def test_a_database_requirement_follows_the_lab_vendor(lab, shell, capsys) -> None:
+    shell.user_ns.pop("on_pg", None)
+    shell.run_cell_magic("requires", "postgresql", "on_pg = True")
+    assert "on_pg" not in shell.user_ns
+    assert capsys.readouterr().out == (
+        "Skipped: this cell needs a PostgreSQL lab; this lab runs on SQLite.\n"
+    )
+    shell.run_cell_magic("requires", "sqlite", "on_sqlite = True")
+    assert shell.user_ns["on_sqlite"] is True
+
+
+@pytest.mark.services
+def test_a_postgresql_cell_runs_in_a_postgres_lab(shell) -> None:
+    import perflab
+
+    perflab.setup(database="postgres", scale="tiny", quiet=True)
+    try:
+        shell.run_cell_magic("requires", "postgresql", "on_pg = True")
+        assert shell.user_ns["on_pg"] is True
+    finally:
+        perflab.setup(scale="tiny", quiet=True)

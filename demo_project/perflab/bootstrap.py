@@ -112,6 +112,18 @@ class Lab:
                 result[table] = cursor.fetchone()[0]
         return result
 
+    def storage(self, table: str) -> Any:
+        """Return the disk space ``table``'s rows and each of its indexes take."""
+        from . import storage
+
+        return storage.table_storage(table)
+
+    def database_size(self) -> int:
+        """Return the bytes this lab's whole database takes."""
+        from . import storage
+
+        return storage.database_size()
+
     def reset(self) -> Lab:
         """Throw this lab's database away and start again from the template."""
         return setup(database=self.database, scale=self.scale.name, cache=self.cache,

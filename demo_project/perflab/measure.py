@@ -8,10 +8,12 @@ notebook can check; timings are medians of repeated runs, reported with their mi
 from __future__ import annotations
 
 import ast
+import gc
 import html
 import math
 import re
 import statistics
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -40,9 +42,11 @@ __all__ = [
     "compare",
     "elide",
     "explain",
+    "format_bytes",
     "format_ratio",
     "load_ipython_extension",
     "measure",
+    "peak_memory",
     "print_sql",
     "register_magics",
     "results",
@@ -200,6 +204,7 @@ class Measurement:
     warmup: int = 0
     using: str = "default"
     result: Any = None
+    peak_bytes: int | None = None
     _stack: ExitStack | None = field(default=None, init=False, repr=False)
     _recording: _Recording | None = field(default=None, init=False, repr=False)
     _start: float = field(default=0.0, init=False, repr=False)
@@ -230,6 +235,11 @@ class Measurement:
     def spread_ms(self) -> tuple[float, float]:
         """Return (min, max) run time: the range the median sits in."""
         return (self.min_ms, self.max_ms)
+
+    @property
+    def peak_mib(self) -> float:
+        """Return the peak Python memory of one run in MiB (measure(..., memory=True))."""
+        return math.nan if self.peak_bytes is None else self.peak_bytes / 2**20
 
     @property
     def total_query_ms(self) -> float:
@@ -395,6 +405,7 @@ def measure(
     repeat: int | None = None,
     warmup: int | None = None,
     using: str = "default",
+    memory: bool = False,
 ) -> Measurement:
     """Run ``func`` repeatedly and return its queries and timings, so claims rest on numbers.
 
@@ -403,12 +414,15 @@ def measure(
     capturing costs a little per query, and the median of the runs ignores that one slower run.
     Without ``func``, return a Measurement to use as ``with measure("naive") as m:``; the block
     runs once, captured and timed.
+
+    With ``memory=True`` one more, untimed run is traced by tracemalloc and its peak kept in
+    ``peak_bytes``: tracing slows Python down, so it never shares a run with the clock.
     """
     if func is None:
-        if (repeat or 1) != 1 or warmup:
+        if (repeat or 1) != 1 or warmup or memory:
             raise PerflabError(
-                "A `with measure(...)` block runs once, so it takes no repeat or warmup. "
-                "Pass a function instead: measure(label, func, repeat=5)."
+                "A `with measure(...)` block runs once, so it takes no repeat, warmup or memory. "
+                "Pass a function instead: measure(label, func, repeat=5, memory=True)."
             )
         return Measurement(label=label, using=using)
     repeat = DEFAULT_REPEAT if repeat is None else repeat
@@ -436,7 +450,29 @@ def measure(
         warmup=warmup,
         using=using,
         result=result,
+        peak_bytes=peak_memory(func) if memory else None,
     )
+
+
+def peak_memory(func: Callable[[], Any]) -> int:
+    """Return the most memory Python held at once while ``func`` ran, above where it started.
+
+    The result is dropped inside the trace, so a function that returns a big list is charged
+    for it; one that streams rows is charged only for what it held at a time.
+    """
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        gc.collect()
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        func()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    return max(peak - before, 0)
 
 
 # --- printing queries as they run ---------------------------------------------------------------
@@ -481,6 +517,7 @@ class ComparisonRow:
     max_ms: float
     speedup: float
     is_baseline: bool
+    peak_bytes: int | None = None
 
 
 class Comparison:
@@ -511,6 +548,7 @@ class Comparison:
                 max_ms=m.max_ms,
                 speedup=self.speedup(m),
                 is_baseline=m is self.baseline,
+                peak_bytes=m.peak_bytes,
             )
             for m in self.measurements
         ]
@@ -543,8 +581,14 @@ class Comparison:
             verdict = f"about {format_ratio(1 / ratio)} times slower than"
         return f"{m.label} is {verdict} {self.baseline.label} ({counts})."
 
+    @property
+    def _has_memory(self) -> bool:
+        return any(m.peak_bytes is not None for m in self.measurements)
+
     def __str__(self) -> str:
-        header = ("label", "queries", "median ms", "range ms", "vs baseline")
+        header: tuple[str, ...] = ("label", "queries", "median ms", "range ms", "vs baseline")
+        if self._has_memory:
+            header += ("peak memory",)
         table = [header] + [
             (
                 r.label,
@@ -553,6 +597,7 @@ class Comparison:
                 f"{_ms(r.min_ms)}-{_ms(r.max_ms)}",
                 _speedup_cell(r),
             )
+            + ((format_bytes(r.peak_bytes),) if self._has_memory else ())
             for r in self.rows
         ]
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
@@ -571,15 +616,19 @@ class Comparison:
     def _repr_html_(self) -> str:
         e = html.escape
         caption = f"<caption>{e(self.title)}</caption>" if self.title else ""
+        memory = self._has_memory
         body = "".join(
             f"<tr><td>{e(r.label)}</td><td>{r.query_count}</td><td>{_ms(r.median_ms)}</td>"
-            f"<td>{_ms(r.min_ms)}&ndash;{_ms(r.max_ms)}</td><td>{e(_speedup_cell(r))}</td></tr>"
+            f"<td>{_ms(r.min_ms)}&ndash;{_ms(r.max_ms)}</td><td>{e(_speedup_cell(r))}</td>"
+            + (f"<td>{format_bytes(r.peak_bytes)}</td>" if memory else "")
+            + "</tr>"
             for r in self.rows
         )
         return (
             f"<table class='perflab-comparison'>{caption}<thead><tr><th>label</th>"
             "<th>queries</th><th>median ms</th><th>range ms</th><th>vs baseline</th>"
-            f"</tr></thead><tbody>{body}</tbody></table>"
+            + ("<th>peak memory</th>" if memory else "")
+            + f"</tr></thead><tbody>{body}</tbody></table>"
         )
 
 
@@ -824,6 +873,20 @@ def format_ratio(ratio: float) -> str:
         return str(round(ratio))
     text = f"{ratio:.1f}"
     return text.removesuffix(".0")
+
+
+def format_bytes(size: int | None) -> str:
+    """Return a size the way a person reads it: 812 B, 3.4 KiB, 12.1 MiB; "-" when unknown."""
+    if size is None:
+        return "-"
+    if abs(size) < 1024:
+        return f"{size} B"
+    value, unit = size / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if abs(value) < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
 
 
 def _ratio(numerator: float, denominator: float) -> float:

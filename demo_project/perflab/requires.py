@@ -1,7 +1,8 @@
 """Run a cell only where it can run honestly: ``%%requires django>=6.1`` skips it elsewhere.
 
-A lesson may teach something a newer (or older) library brings. On another version the cell
-says what it needs and what the kernel has, and shows nothing else: no fake numbers.
+A lesson may teach something a newer (or older) library brings, or something only one database
+does (``%%requires postgresql``). Elsewhere the cell says what it needs and what the kernel has,
+and shows nothing else: no fake numbers.
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ if TYPE_CHECKING:
 __all__ = ["load_ipython_extension", "register_magics", "requirement_met"]
 
 
+#: Database vendors a cell can ask for instead of a package, as Django's ``connection.vendor``.
+VENDORS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+
+
 def requirement_met(spec: str) -> tuple[bool, str]:
-    """Return whether ``spec`` (e.g. "django>=6.1") is installed, and what to say if not."""
+    """Return whether ``spec`` (e.g. "django>=6.1", "postgresql") holds, and what to say if not."""
+    if spec.strip().lower() in VENDORS:
+        return _vendor_met(spec.strip().lower())
     try:
         requirement = Requirement(spec)
     except InvalidRequirement as exc:
@@ -37,6 +44,15 @@ def requirement_met(spec: str) -> tuple[bool, str]:
         f"Skipped: this cell needs {spec}; this kernel has {installed['Name']} "
         f"{installed['Version']}."
     )
+
+
+def _vendor_met(vendor: str) -> tuple[bool, str]:
+    from django.db import connection
+
+    if connection.vendor == vendor:
+        return True, ""
+    have = VENDORS.get(connection.vendor, connection.vendor)
+    return False, f"Skipped: this cell needs a {VENDORS[vendor]} lab; this lab runs on {have}."
 
 
 def register_magics(shell: InteractiveShell) -> None:

@@ -1,0 +1,72 @@
+"""Disk space per table and index: the cost side of every index lesson."""
+
+from __future__ import annotations
+
+import pytest
+
+import perflab
+from perflab.errors import PerflabError
+from perflab.storage import TableStorage
+
+
+def _index_and_back(lab, table: str) -> tuple[TableStorage, TableStorage]:
+    from django.db import connection
+
+    before = lab.storage(table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE INDEX perflab_test_title ON {table} (title)")
+    try:
+        after = lab.storage(table)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX perflab_test_title")
+    return before, after
+
+
+def test_storage_lists_each_index_of_a_table(lab) -> None:
+    storage = lab.storage("shop_review")
+    assert storage.table_bytes > 0
+    # The foreign keys' indexes, which Django names with a hash suffix.
+    assert {name.rsplit("_", 1)[0] for name in storage.index_bytes} >= {
+        "shop_review_product_id", "shop_review_author_id"}
+    assert storage.total_bytes == storage.table_bytes + storage.indexes_bytes
+    assert "shop_review: rows" in str(storage) and "<table" in storage._repr_html_()
+
+
+def test_a_new_index_takes_space_and_the_rows_do_not_move(lab) -> None:
+    before, after = _index_and_back(lab, "shop_review")
+    assert after.index_bytes["perflab_test_title"] > 0
+    assert after.table_bytes == before.table_bytes
+    assert after.indexes_bytes > before.indexes_bytes
+
+
+def test_database_size_grows_with_an_index(lab) -> None:
+    from django.db import connection
+
+    before = lab.database_size()
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX perflab_test_body ON shop_review (body)")
+    try:
+        assert lab.database_size() > before
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX perflab_test_body")
+
+
+def test_storage_of_an_unknown_table_is_a_clear_error(lab) -> None:
+    with pytest.raises(PerflabError, match="No table named 'shop_nope'"):
+        lab.storage("shop_nope")
+
+
+@pytest.mark.services
+def test_postgres_storage_counts_the_same_indexes(lab) -> None:
+    pg = perflab.setup(database="postgres", scale="tiny", quiet=True)
+    try:
+        before, after = _index_and_back(pg, "shop_review")
+        assert after.index_bytes["perflab_test_title"] > 0
+        assert "shop_review_pkey" in before.index_bytes
+        assert pg.database_size() > after.total_bytes
+        with pytest.raises(PerflabError, match="No table named"):
+            pg.storage("shop_nope")
+    finally:
+        perflab.setup(scale="tiny", quiet=True)
