@@ -99,3 +99,13 @@ def test_progress_bar_shows_when_asked(lab, capsys: pytest.CaptureFixture[str]) 
         seeding.seed_database(connection, seeding.get_scale("tiny"), progress=True)
         transaction.set_rollback(True)
     assert "Seeding tiny" in capsys.readouterr().err
+
+
+def test_seed_fills_each_products_review_counters(lab) -> None:
+    from django.db.models import Count, Sum
+
+    from shop.models import Product
+
+    counted = Product.objects.annotate(n=Count("reviews"), total=Sum("reviews__rating"))
+    assert all(p.num_reviews == p.n and p.rating_sum == (p.total or 0) for p in counted)
+    assert any(p.num_reviews > 0 for p in counted)

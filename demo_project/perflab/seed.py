@@ -23,6 +23,7 @@ __all__ = [
     "SEED_VERSION",
     "Scale",
     "TableRows",
+    "fill_review_counters",
     "generate",
     "get_scale",
     "seed_database",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 # Bump when the generated data changes shape, so template databases built before are rebuilt.
-SEED_VERSION = 1
+SEED_VERSION = 2
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 SPAN_SECONDS = 2 * 365 * 24 * 3600  # two years of history
@@ -346,6 +347,18 @@ def bulk_load(connection: Any) -> Iterator[None]:
             connection.connection.execute("PRAGMA foreign_keys = ON")
 
 
+def fill_review_counters(connection: Any) -> None:
+    """Set each product's stored review count and rating sum from the reviews table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE shop_product SET "
+            "num_reviews = (SELECT COUNT(*) FROM shop_review r "
+            "WHERE r.product_id = shop_product.id), "
+            "rating_sum = (SELECT COALESCE(SUM(r.rating), 0) FROM shop_review r "
+            "WHERE r.product_id = shop_product.id)"
+        )
+
+
 def seed_database(
     connection: Any,
     scale: Scale,
@@ -374,6 +387,7 @@ def seed_database(
                     connection, table, progress=bar.update if bar else None
                 )
             _reset_sequences(connection, [t.table for t in tables])
+            fill_review_counters(connection)
     finally:
         if bar is not None:
             bar.close()
