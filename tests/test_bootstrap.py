@@ -229,3 +229,17 @@ def test_postgres_copies_of_dead_kernels_are_dropped(lab) -> None:
         assert not server.database_exists("perflab_lab_old_notebook_999999")
     finally:
         perflab.setup(scale="tiny", quiet=True)
+
+
+@pytest.mark.services
+def test_postgres_lab_starts_with_planner_statistics(lab) -> None:
+    pg = perflab.setup(database="postgres", scale="tiny", quiet=True)
+    try:
+        from django.db import connection
+
+        assert pg.vendor == "postgresql"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'shop_review'")
+            assert cursor.fetchone()[0] > 0
+    finally:
+        perflab.setup(scale="tiny", quiet=True)

@@ -467,6 +467,8 @@ def _prepare_postgres(scale: seeding.Scale, name: str) -> tuple[dict[str, Any], 
         from django.db import connections
 
         connections.close_all()
+        with server.connect(building) as conn:
+            conn.execute("ANALYZE")  # give the planner statistics, as a real database has
         with server.connect("postgres") as conn:
             conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
             older = [row[0] for row in conn.execute(
