@@ -32,7 +32,7 @@ __all__ = [
 
 # Bump when the generated data (or how a template is finished, e.g. ANALYZE) changes, so
 # template databases built before are rebuilt.
-SEED_VERSION = 3
+SEED_VERSION = 4
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 SPAN_SECONDS = 2 * 365 * 24 * 3600  # two years of history
