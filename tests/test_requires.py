@@ -67,3 +67,14 @@ def test_a_postgresql_cell_runs_in_a_postgres_lab(shell) -> None:
         assert shell.user_ns["on_pg"] is True
     finally:
         perflab.setup(scale="tiny", quiet=True)
+
+
+def test_a_met_cell_returns_its_last_expression_for_display(shell) -> None:
+    assert shell.run_cell_magic("requires", "django>=1.0", "x = 6\nx * 7") == 42
+    assert shell.run_cell_magic("requires", "django>=1.0", "x = 6\nx * 7;") is None
+    assert shell.run_cell_magic("requires", "django>=1.0", "y = 1") is None
+    assert shell.user_ns["y"] == 1
+
+
+def test_line_magics_inside_a_met_cell_still_run(shell) -> None:
+    assert shell.run_cell_magic("requires", "django>=1.0", "z = 5\n%time z + 1") == 6

@@ -7,8 +7,9 @@ and shows nothing else: no fake numbers.
 
 from __future__ import annotations
 
+import ast
 from importlib.metadata import PackageNotFoundError, metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -55,6 +56,24 @@ def _vendor_met(vendor: str) -> tuple[bool, str]:
     return False, f"Skipped: this cell needs a {VENDORS[vendor]} lab; this lab runs on {have}."
 
 
+def _run_like_a_cell(shell: InteractiveShell, cell: str) -> Any:
+    """Run ``cell`` in the user's namespace; return its last expression's value, as a cell shows it.
+
+    Errors propagate and fail the cell as usual. The value returned by a cell magic is what
+    IPython displays as the cell's result, so ``%%requires`` keeps a final table or plan visible.
+    """
+    code = shell.transform_cell(cell)
+    tree = ast.parse(code)
+    last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    if last is not None:
+        tree.body.pop()
+    shell.ex(compile(tree, "<cell>", "exec"))
+    if last is None:
+        return None
+    value = shell.ev(compile(ast.Expression(last.value), "<cell>", "eval"))
+    return None if code.rstrip().endswith(";") else value  # a final ";" hides it, as in a cell
+
+
 def register_magics(shell: InteractiveShell) -> None:
     """Register ``%%requires`` on ``shell`` (setup() does this in every lab)."""
     from IPython.core.magic import Magics, cell_magic, magics_class
@@ -62,14 +81,13 @@ def register_magics(shell: InteractiveShell) -> None:
     @magics_class
     class RequiresMagics(Magics):
         @cell_magic
-        def requires(self, line: str, cell: str) -> None:
+        def requires(self, line: str, cell: str) -> Any:
             """Run the cell if the requirement on the first line is met; else say why not."""
             met, why = requirement_met(line.strip())
             if not met:
                 print(why)
                 return
-            # ex() runs in the user's namespace and lets errors fail this cell as usual.
-            self.shell.ex(self.shell.transform_cell(cell))
+            return _run_like_a_cell(self.shell, cell)
 
     shell.register_magics(RequiresMagics)
 
