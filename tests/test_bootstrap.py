@@ -243,3 +243,42 @@ def test_postgres_lab_starts_with_planner_statistics(lab) -> None:
             assert cursor.fetchone()[0] > 0
     finally:
         perflab.setup(scale="tiny", quiet=True)
+
+
+def test_use_caches_sets_backends_side_by_side(lab) -> None:
+    from django.core.cache import caches
+
+    named = lab.use_caches("locmem", "file", "db")
+    try:
+        assert set(named) == {"locmem", "file", "db"}
+        for alias, cache in named.items():
+            cache.set("k", alias, 30)
+        assert [caches[a].get("k") for a in ("locmem", "file", "db")] == ["locmem", "file", "db"]
+        assert caches["default"].get("k") is None  # the lab's own cache is untouched
+    finally:
+        perflab.setup(scale="tiny", quiet=True)
+
+
+def test_use_caches_rejects_an_unknown_backend(lab) -> None:
+    with pytest.raises(UnknownChoice, match="Unknown cache 'memcache'"):
+        lab.use_caches("memcache")
+
+
+def test_use_caches_leaves_out_a_missing_server(lab, missing_servers, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PERFLAB_STRICT", "0")
+    try:
+        assert set(lab.use_caches("locmem", "redis")) == {"locmem"}
+        assert "redis is not installed" in capsys.readouterr().out
+    finally:
+        perflab.setup(scale="tiny", quiet=True)
+
+
+@pytest.mark.services
+def test_use_caches_reaches_real_memcached_and_redis(lab) -> None:
+    named = lab.use_caches("memcached", "redis")
+    try:
+        for alias, cache in named.items():
+            cache.set("k", alias, 30)
+            assert cache.get("k") == alias
+    finally:
+        perflab.setup(scale="tiny", quiet=True)

@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,17 @@ class Lab:
     def service(self, name: str, *, strict: bool | None = None) -> Any:
         """Start (or reuse) a real server for this kernel; None with a hint if it is missing."""
         return start_lab_service(name, strict=strict)
+
+    def use_caches(self, *names: str) -> dict[str, Any]:
+        """Add one cache alias per backend named (beside "default"); return the caches by name.
+
+        Lets one notebook set local memory, files, the database, memcached and Redis side by
+        side. A server that is not installed is left out with a note (an error when strict).
+        """
+        for name in names:
+            if name not in CACHES:
+                raise UnknownChoice("cache", name, CACHES)
+        return _add_caches(names, self.name)
 
     # --- facts about the data ------------------------------------------------------------------
     @property
@@ -256,6 +267,31 @@ def _use_cache(cache: str, name: str, notes: list[str]) -> str:
 
         call_command("createcachetable", verbosity=0)
     return cache
+
+
+def _add_caches(names: Sequence[str], lab_name: str) -> dict[str, Any]:
+    from django.conf import settings
+    from django.core.cache import caches
+
+    configured = {"default": settings.CACHES["default"]}
+    for name in names:
+        backend = _cache_settings(name, f"{lab_name}-{name}")
+        if backend is None:
+            print(f"⚠️  {name} is not installed, so this lab has no {name!r} cache.")
+            continue
+        configured[name] = backend
+    caches.close_all()
+    settings.CACHES = configured
+    caches._settings = None
+    caches.__dict__.pop("settings", None)
+    for alias in configured:
+        with contextlib.suppress(AttributeError):
+            delattr(caches._connections, alias)
+    if any(b["BACKEND"].endswith("DatabaseCache") for b in configured.values()):
+        from django.core.management import call_command
+
+        call_command("createcachetable", verbosity=0)
+    return {name: caches[name] for name in names if name in configured}
 
 
 def _cache_settings(cache: str, name: str) -> dict[str, Any] | None:
