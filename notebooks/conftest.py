@@ -1,0 +1,47 @@
+"""nbval's run of the lessons doubles as their memory check: each kernel must fit Binder's budget.
+
+When a lesson's last cell is torn down, nbval has shut its kernel down and reaped it, so the
+kernel's peak resident memory is in this process's RUSAGE_CHILDREN. That figure is the largest
+peak of any child so far, so the first lesson to go over the budget is the one that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from perflab.notebooks import MEMORY_LIMIT_MB
+
+_LAST_CELL = pytest.StashKey[bool]()
+
+
+def children_peak_mb() -> float:
+    """Return the largest peak resident memory of any child process reaped so far, in MB."""
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    item.stash[_LAST_CELL] = nextitem is None or nextitem.parent is not item.parent
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[Any]:
+    outcome = yield
+    if call.when != "teardown" or not item.stash.get(_LAST_CELL, False):
+        return
+    limit = float(os.environ.get("PERFLAB_KERNEL_LIMIT_MB", MEMORY_LIMIT_MB))
+    peak = children_peak_mb()
+    report = outcome.get_result()
+    if peak >= limit and report.passed:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.parent.name}: the lesson's kernel peaked at {peak:.0f} MB, over the "
+            f"{limit:.0f} MB budget (Binder gives 1-2 GB). Make the lesson lighter at `small`."
+        )
