@@ -282,3 +282,26 @@ def test_use_caches_reaches_real_memcached_and_redis(lab) -> None:
             assert cache.get("k") == alias
     finally:
         perflab.setup(scale="tiny", quiet=True)
+
+
+def test_reset_keeps_the_cache_aliases_it_had(lab) -> None:
+    from django.core.cache import caches
+
+    try:
+        lab.use_caches("locmem", "file")
+        caches["file"].set("k", "v", 30)
+        fresh = lab.reset()
+        assert fresh.cache_aliases == ("locmem", "file")
+        assert caches["file"].get("k") is None  # a fresh folder: nothing cached survives
+        caches["file"].set("k", "again", 30)
+        assert caches["file"].get("k") == "again"
+    finally:
+        perflab.setup(scale="tiny", quiet=True)
+
+
+def test_setup_starts_with_an_empty_cache(lab) -> None:
+    from django.core.cache import cache
+
+    cache.set("left-over", "from an earlier run", 300)
+    perflab.setup(scale="tiny", quiet=True)
+    assert cache.get("left-over") is None

@@ -78,3 +78,18 @@ def test_a_met_cell_returns_its_last_expression_for_display(shell) -> None:
 
 def test_line_magics_inside_a_met_cell_still_run(shell) -> None:
     assert shell.run_cell_magic("requires", "django>=1.0", "z = 5\n%time z + 1") == 6
+
+
+def test_a_server_requirement_follows_what_is_installed(shell, capsys, monkeypatch) -> None:
+    from perflab import services
+
+    monkeypatch.setattr(services, "service_available", lambda name: name == "memcached")
+    shell.run_cell_magic("requires", "memcached", "has_memcached = True")
+    assert shell.user_ns["has_memcached"] is True
+    shell.user_ns.pop("has_redis", None)
+    shell.run_cell_magic("requires", "redis", "has_redis = True")
+    assert "has_redis" not in shell.user_ns
+    assert capsys.readouterr().out == (
+        "Skipped: this cell needs a redis server, which is not installed here "
+        "(sudo apt-get install redis-server, or see the README).\n"
+    )

@@ -55,6 +55,7 @@ class Lab:
     prepare_seconds: float
     built_template: bool = False
     notes: list[str] = field(default_factory=list)
+    cache_aliases: tuple[str, ...] = ()
 
     # --- measuring: thin wrappers so notebooks only ever need `lab` ---------------------------
     def measure(self, label: str, func: Any = None, **kwargs: Any) -> Any:
@@ -95,7 +96,9 @@ class Lab:
         for name in names:
             if name not in CACHES:
                 raise UnknownChoice("cache", name, CACHES)
-        return _add_caches(names, self.name)
+        added = _add_caches(names, self.name)
+        self.cache_aliases = tuple(added)
+        return added
 
     # --- facts about the data ------------------------------------------------------------------
     @property
@@ -136,9 +139,12 @@ class Lab:
         return storage.database_size()
 
     def reset(self) -> Lab:
-        """Throw this lab's database away and start again from the template."""
-        return setup(database=self.database, scale=self.scale.name, cache=self.cache,
-                     name=self.name, quiet=True)
+        """Throw this lab's database away and start again from the template (caches emptied)."""
+        fresh = setup(database=self.database, scale=self.scale.name, cache=self.cache,
+                      name=self.name, quiet=True)
+        if self.cache_aliases:
+            fresh.use_caches(*self.cache_aliases)
+        return fresh
 
     def summary(self) -> str:
         where = self.database_settings["NAME"]
@@ -266,6 +272,9 @@ def _use_cache(cache: str, name: str, notes: list[str]) -> str:
         from django.core.management import call_command
 
         call_command("createcachetable", verbosity=0)
+    # A fresh lab starts with an empty cache too: values cached from an earlier database copy
+    # (a re-run in the same kernel, or reset()) would otherwise answer for rows that changed.
+    caches["default"].clear()
     return cache
 
 
@@ -291,7 +300,10 @@ def _add_caches(names: Sequence[str], lab_name: str) -> dict[str, Any]:
         from django.core.management import call_command
 
         call_command("createcachetable", verbosity=0)
-    return {name: caches[name] for name in names if name in configured}
+    added = {name: caches[name] for name in names if name in configured}
+    for cache in added.values():
+        cache.clear()
+    return added
 
 
 def _cache_settings(cache: str, name: str) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
 """Run a cell only where it can run honestly: ``%%requires django>=6.1`` skips it elsewhere.
 
-A lesson may teach something a newer (or older) library brings, or something only one database
-does (``%%requires postgresql``). Elsewhere the cell says what it needs and what the kernel has,
-and shows nothing else: no fake numbers.
+A lesson may teach something a newer (or older) library brings, something only one database
+does (``%%requires postgresql``), or something only a real server shows (``%%requires
+memcached``). Elsewhere the cell says what it needs and what the kernel has, and shows nothing
+else: no fake numbers.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ __all__ = ["load_ipython_extension", "register_magics", "requirement_met"]
 
 #: Database vendors a cell can ask for instead of a package, as Django's ``connection.vendor``.
 VENDORS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+#: Servers a cell can ask for: met where perflab can start one (its binary is installed).
+SERVERS = ("memcached", "redis")
 
 
 def requirement_met(spec: str) -> tuple[bool, str]:
     """Return whether ``spec`` (e.g. "django>=6.1", "postgresql") holds, and what to say if not."""
     if spec.strip().lower() in VENDORS:
         return _vendor_met(spec.strip().lower())
+    if spec.strip().lower() in SERVERS:
+        return _server_met(spec.strip().lower())
     try:
         requirement = Requirement(spec)
     except InvalidRequirement as exc:
@@ -72,6 +77,18 @@ def _run_like_a_cell(shell: InteractiveShell, cell: str) -> Any:
         return None
     value = shell.ev(compile(ast.Expression(last.value), "<cell>", "eval"))
     return None if code.rstrip().endswith(";") else value  # a final ";" hides it, as in a cell
+
+
+def _server_met(name: str) -> tuple[bool, str]:
+    from perflab import services
+
+    if services.service_available(name):
+        return True, ""
+    apt = "redis-server" if name == "redis" else name
+    return False, (
+        f"Skipped: this cell needs a {name} server, which is not installed here "
+        f"(sudo apt-get install {apt}, or see the README)."
+    )
 
 
 def register_magics(shell: InteractiveShell) -> None:
