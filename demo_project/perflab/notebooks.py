@@ -145,8 +145,13 @@ def execute_notebook(
     nb = nbformat.read(path, as_version=4)
     probe = nbformat.v4.new_code_cell(_PEAK_MEMORY_PROBE)
     nb.cells.append(probe)
-    saved = {key: os.environ.get(key) for key in ("PERFLAB_SCALE", "JPY_SESSION_NAME")}
+    saved = {
+        key: os.environ.get(key) for key in ("PERFLAB_SCALE", "JPY_SESSION_NAME", "PERFLAB_STRICT")
+    }
     os.environ["PERFLAB_SCALE"] = scale
+    # Outputs that get committed must come from the real servers: a lab that fell back to
+    # SQLite or local memory would store "Skipped" lines where the lesson shows measurements.
+    os.environ["PERFLAB_STRICT"] = "1"
     # What Jupyter Server tells a kernel, so setup() names the lab after the lesson here too.
     os.environ["JPY_SESSION_NAME"] = str(path)
     started = time.perf_counter()
