@@ -1,8 +1,12 @@
-"""nbval's run of the lessons doubles as their memory check: each kernel must fit Binder's budget.
+"""nbval's run of the lessons: each kernel starts its own servers and must fit Binder's memory.
 
-When a lesson's last cell is torn down, nbval has shut its kernel down and reaped it, so the
-kernel's peak resident memory is in this process's RUSAGE_CHILDREN. That figure is the largest
-peak of any child so far, so the first lesson to go over the budget is the one that fails.
+Servers: unit tests run in this same pytest process and may have started PostgreSQL, which
+only one process per user can own. Stop them before the first lesson, so each lesson's kernel
+starts (and stops) its own, as on a learner's machine.
+
+Memory: when a lesson's last cell is torn down, nbval has shut its kernel down and reaped it,
+so the kernel's peak resident memory is in this process's RUSAGE_CHILDREN. That figure is the
+largest peak of any child so far, so the first lesson to go over the budget is the one that fails.
 """
 
 from __future__ import annotations
@@ -18,6 +22,26 @@ import pytest
 from perflab.notebooks import MEMORY_LIMIT_MB
 
 _LAST_CELL = pytest.StashKey[bool]()
+_servers_stopped = False
+
+
+def stop_this_process_servers() -> None:
+    """Drop this process's PostgreSQL labs and stop the servers it started (unit tests' ones)."""
+    from perflab import bootstrap, services
+
+    if bootstrap._postgres_labs:  # only if a test made one (and so configured Django)
+        bootstrap._drop_postgres_labs()
+        bootstrap._postgres_labs.clear()
+    services.stop_all()
+    bootstrap._services.clear()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _servers_stopped
+    if not _servers_stopped:
+        _servers_stopped = True
+        stop_this_process_servers()
 
 
 def children_peak_mb() -> float:
