@@ -1,8 +1,9 @@
 """nbval's run of the lessons: each kernel starts its own servers and must fit Binder's memory.
 
-Servers: unit tests run in this same pytest process and may have started PostgreSQL, which
-only one process per user can own. Stop them before the first lesson, so each lesson's kernel
-starts (and stops) its own, as on a learner's machine.
+Servers: unit tests run in this same pytest process. Before the first lesson, drop the
+PostgreSQL labs they made and stop the servers they started themselves, so lessons meet only
+what a learner's kernel would: the user's shared PostgreSQL (`perflab.shared_postgres`) and
+servers of their own.
 
 Memory: when a lesson's last cell is torn down, nbval has shut its kernel down and reaped it,
 so the kernel's peak resident memory is in this process's RUSAGE_CHILDREN. That figure is the

@@ -24,6 +24,7 @@ def missing_servers(monkeypatch: pytest.MonkeyPatch) -> None:
         raise ServiceUnavailable(f"{name} is not installed. Install it: apt-get install {name}")
 
     monkeypatch.setattr(services, "start_service", missing)
+    monkeypatch.setattr(services, "service_available", lambda name: False)
     monkeypatch.setattr(bootstrap, "_services", {})
 
 

@@ -597,7 +597,12 @@ def start_lab_service(name: str, *, strict: bool | None = None, quiet: bool = Fa
     if server is not None and server.running:
         return server
     try:
-        server = services.start_service(name)
+        if name == "postgres":  # one server per user, shared by every kernel that needs it
+            from . import shared_postgres
+
+            server = shared_postgres.attach()
+        else:
+            server = services.start_service(name)
     except ServiceUnavailable as exc:
         if strict or (strict is None and services.is_strict()) or quiet:
             raise

@@ -61,6 +61,7 @@ __all__ = [
     "SERVICES",
     "START_TIMEOUT",
     "MemcachedService",
+    "PostgresClient",
     "PostgresService",
     "RedisService",
     "Service",
@@ -471,20 +472,12 @@ class RedisService(Service):
         ]
 
 
-class PostgresService(Service):
-    """Run PostgreSQL tuned for a lab (no fsync), with data kept between kernels."""
+class PostgresClient:
+    """Talk to a running perflab PostgreSQL: URLs, connections, databases made and dropped."""
 
-    name = "postgres"
-    binary = "postgres"
-    stop_signal = signal.SIGINT  # "fast shutdown": roll back open transactions and exit
+    host: str
+    port: int
     user = "postgres"
-
-    def __init__(self, *, port: int, strict: bool = False) -> None:
-        super().__init__(port=port, strict=strict)
-        self.home = postgres_home()
-        self.data_dir = self.home / "data"
-        self.socket_dir = self.home / "sockets"
-        self._temp_socket_dir = False
 
     @property
     def url(self) -> str:
@@ -532,6 +525,21 @@ class PostgresService(Service):
         with self.connect() as conn:
             row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         return row is not None
+
+
+class PostgresService(PostgresClient, Service):
+    """Run PostgreSQL tuned for a lab (no fsync), with data kept between kernels."""
+
+    name = "postgres"
+    binary = "postgres"
+    stop_signal = signal.SIGINT  # "fast shutdown": roll back open transactions and exit
+
+    def __init__(self, *, port: int, strict: bool = False) -> None:
+        super().__init__(port=port, strict=strict)
+        self.home = postgres_home()
+        self.data_dir = self.home / "data"
+        self.socket_dir = self.home / "sockets"
+        self._temp_socket_dir = False
 
     def _run_as(self) -> pwd.struct_passwd | None:
         if not _is_root():
