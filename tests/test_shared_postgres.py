@@ -86,3 +86,16 @@ def test_dead_clients_are_forgotten(monkeypatch, tmp_path: Path) -> None:
     (clients / str(os.getpid())).write_text(str(__import__("psutil").Process().create_time()))
     assert shared_postgres.live_clients() == [os.getpid()]
     assert not (clients / "999999999").exists()
+
+
+@pytest.mark.services
+def test_two_kernels_starting_at_once_get_one_server(tmp_path: Path) -> None:
+    kernels = [_kernel(tmp_path) for _ in range(3)]  # all cold, all at the same moment
+    try:
+        answers = {kernel.stdout.readline().strip() for kernel in kernels}
+        assert len(answers) == 1 and answers != {""}
+        supervisor = int(answers.pop().split()[1])
+    finally:
+        for kernel in kernels:
+            kernel.communicate("go\n", timeout=30)
+    assert _wait_gone(supervisor)
