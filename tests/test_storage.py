@@ -70,3 +70,17 @@ def test_postgres_storage_counts_the_same_indexes(lab) -> None:
             pg.storage("shop_nope")
     finally:
         perflab.setup(scale="tiny", quiet=True)
+
+
+def test_add_index_and_drop_index_change_the_table_as_migrations_would(lab) -> None:
+    from django.db import models
+
+    from shop.models import Review
+
+    index = models.Index(fields=["rating", "created"], name="perflab_test_rating_created")
+    lab.add_index(Review, index)
+    try:
+        assert "perflab_test_rating_created" in lab.storage("shop_review").index_bytes
+    finally:
+        lab.drop_index(Review, index)
+    assert "perflab_test_rating_created" not in lab.storage("shop_review").index_bytes

@@ -132,6 +132,20 @@ class Lab:
 
         return storage.table_storage(table)
 
+    def add_index(self, model: Any, index: Any) -> None:
+        """Create ``index`` on ``model``'s table now, with the call an AddIndex migration makes."""
+        from django.db import connection
+
+        with connection.schema_editor() as editor:
+            editor.add_index(model, index)
+
+    def drop_index(self, model: Any, index: Any) -> None:
+        """Remove an index made by add_index(), as a RemoveIndex migration would."""
+        from django.db import connection
+
+        with connection.schema_editor() as editor:
+            editor.remove_index(model, index)
+
     def database_size(self) -> int:
         """Return the bytes this lab's whole database takes."""
         from . import storage
@@ -255,32 +269,16 @@ def _use_database(db: dict[str, Any]) -> None:
 
 def _use_cache(cache: str, name: str, notes: list[str]) -> str:
     """Point Django's default cache at ``cache``; return the backend really in use."""
-    from django.conf import settings
-    from django.core.cache import caches
-
-    caches.close_all()
     backend = _cache_settings(cache, name)
     if backend is None:  # the server is not installed (and not strict): say so, use locmem
         notes.append(f"{cache} is not installed, so this lab caches in local memory instead.")
         cache, backend = "locmem", _cache_settings("locmem", name)
-    settings.CACHES = {"default": backend}
-    caches._settings = None
-    caches.__dict__.pop("settings", None)
-    with contextlib.suppress(AttributeError):
-        delattr(caches._connections, "default")
-    if cache == "db":
-        from django.core.management import call_command
-
-        call_command("createcachetable", verbosity=0)
-    # A fresh lab starts with an empty cache too: values cached from an earlier database copy
-    # (a re-run in the same kernel, or reset()) would otherwise answer for rows that changed.
-    caches["default"].clear()
+    _install_caches({"default": backend})
     return cache
 
 
 def _add_caches(names: Sequence[str], lab_name: str) -> dict[str, Any]:
     from django.conf import settings
-    from django.core.cache import caches
 
     configured = {"default": settings.CACHES["default"]}
     for name in names:
@@ -289,8 +287,18 @@ def _add_caches(names: Sequence[str], lab_name: str) -> dict[str, Any]:
             print(f"⚠️  {name} is not installed, so this lab has no {name!r} cache.")
             continue
         configured[name] = backend
+    caches = _install_caches(configured)
+    return {name: caches[name] for name in names if name in configured}
+
+
+def _install_caches(configured: dict[str, dict[str, Any]]) -> Any:
+    """Make ``configured`` Django's CACHES, every cache empty; return Django's cache handler."""
+    from django.conf import settings
+    from django.core.cache import caches
+
     caches.close_all()
     settings.CACHES = configured
+    # The handler caches its settings and per-thread connections: drop both.
     caches._settings = None
     caches.__dict__.pop("settings", None)
     for alias in configured:
@@ -300,10 +308,11 @@ def _add_caches(names: Sequence[str], lab_name: str) -> dict[str, Any]:
         from django.core.management import call_command
 
         call_command("createcachetable", verbosity=0)
-    added = {name: caches[name] for name in names if name in configured}
-    for cache in added.values():
-        cache.clear()
-    return added
+    # A fresh lab starts with empty caches: values cached from an earlier database copy (a
+    # re-run in the same kernel, or reset()) would otherwise answer for rows that changed.
+    for alias in configured:
+        caches[alias].clear()
+    return caches
 
 
 def _cache_settings(cache: str, name: str) -> dict[str, Any] | None:

@@ -84,7 +84,7 @@ def _server_met(name: str) -> tuple[bool, str]:
 
     if services.service_available(name):
         return True, ""
-    apt = "redis-server" if name == "redis" else name
+    apt = services._INSTALL_NAMES[name][0]
     return False, (
         f"Skipped: this cell needs a {name} server, which is not installed here "
         f"(sudo apt-get install {apt}, or see the README)."
