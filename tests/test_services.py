@@ -7,19 +7,20 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 import pytest
 
 from perflab import services
-from perflab.errors import PortInUse, ServiceUnavailable, UnknownChoice
+from perflab.errors import ServiceUnavailable, UnknownChoice
+from perflab.paths import runtime_dir
 
 pytestmark = pytest.mark.services
 
@@ -31,6 +32,9 @@ import sys, time
 from perflab import services
 if sys.argv[2] == "no-guard":
     services._setpriv = lambda: None  # as on macOS: no parent-death signal, only the reaper
+if sys.argv[3] == "exit":  # keep the folder at the atexit stop, so the test can read the log
+    stop = services.Service._stop
+    services.Service._stop = lambda svc, keep_folder: stop(svc, keep_folder=True)
 svc = services.start_service(sys.argv[1], strict=False)
 print(svc.pid, svc.log_path, flush=True)
 if sys.argv[3] == "wait":
@@ -126,10 +130,10 @@ def test_memcached_stores_and_returns_a_value() -> None:
     from pymemcache.client.base import Client
 
     svc = services.start_service("memcached")
-    client = Client((svc.host, svc.port), connect_timeout=5, timeout=5)
+    client = Client(svc.address, connect_timeout=5, timeout=5)
     client.set("greeting", b"hello")
     assert client.get("greeting") == b"hello"
-    assert svc.location == f"127.0.0.1:{svc.port}"
+    assert svc.location == f"unix:{svc.socket_path}"
     client.close()
 
 
@@ -141,7 +145,7 @@ def test_redis_stores_and_returns_a_value() -> None:
     client = redis.Redis.from_url(svc.url, socket_timeout=5)
     client.set("greeting", "hello")
     assert client.get("greeting") == b"hello"
-    assert svc.url == f"redis://127.0.0.1:{svc.port}/0"
+    assert svc.url == f"unix://{svc.socket_path}?db=0"
     client.close()
 
 
@@ -150,7 +154,8 @@ def test_postgres_answers_select_1(pg_home: Path) -> None:
     svc = services.start_service("postgres")
     with svc.connect() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
-    assert svc.url == f"postgres://postgres@127.0.0.1:{svc.port}/postgres"
+    assert svc.url == f"postgres://postgres@{quote(svc.host, safe='')}:5432/postgres"
+    assert (Path(svc.host) / ".s.PGSQL.5432").is_socket()
 
 
 @needs_postgres
@@ -213,21 +218,82 @@ def test_postgres_runs_as_the_postgres_user_when_started_by_root(pg_home: Path) 
 
 
 @needs_memcached
-def test_memcached_restart_keeps_the_port_and_forgets_values() -> None:
+def test_memcached_restart_keeps_the_socket_and_forgets_values() -> None:
     from pymemcache.client.base import Client
 
     svc = services.start_service("memcached")
-    port, old_pid = svc.port, svc.pid
-    before = Client((svc.host, port), connect_timeout=5, timeout=5)
+    address, old_pid = svc.address, svc.pid
+    before = Client(address, connect_timeout=5, timeout=5)
     before.set("k", b"v")
     before.close()
 
     svc.restart()
 
-    after = Client((svc.host, port), connect_timeout=5, timeout=5)
-    assert svc.port == port and svc.pid != old_pid
+    after = Client(address, connect_timeout=5, timeout=5)
+    assert svc.address == address and svc.pid != old_pid
     assert after.get("k") is None
     after.close()
+
+
+@pytest.mark.parametrize("name", ["memcached", "redis", "postgres"])
+def test_servers_listen_on_no_tcp_port_only_on_a_private_socket(name: str, pg_home: Path) -> None:
+    if not services.service_available(name) and not services.is_strict():
+        pytest.skip(f"{name} is not installed")
+    svc = services.start_service(name)
+    assert svc.pid is not None
+
+    inet = [c for c in psutil.Process(svc.pid).net_connections(kind="inet")]
+    folder = svc.socket_path.parent
+
+    assert inet == []
+    assert svc.socket_path.is_socket()
+    assert folder.stat().st_mode & 0o077 == 0, f"{folder} is open to other users"
+    assert len(str(svc.socket_path)) < 104  # fits sun_path everywhere
+
+
+@needs_postgres
+def test_postgres_lets_in_no_one_by_trust(pg_home: Path) -> None:
+    svc = services.start_service("postgres")
+    rules = [line.split() for line in (svc.data_dir / "pg_hba.conf").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert rules and all(rule[0] == "local" and rule[3] == "peer" for rule in rules)
+
+
+@needs_memcached
+def test_stop_removes_the_servers_folder() -> None:
+    svc = services.start_service("memcached")
+    folder = svc.run_dir
+    assert folder.is_dir()
+
+    svc.stop()
+
+    assert not folder.exists()
+
+
+@needs_memcached
+def test_stop_recorded_stops_servers_other_processes_started() -> None:
+    child, pid = _start_in_child("memcached")
+    try:
+        stopped = services.stop_recorded()
+        assert stopped == [pid]
+        assert _gone(pid)
+        assert services.running_services() == []
+    finally:
+        _kill(child)
+
+
+def test_reaping_removes_run_folders_of_starts_that_never_finished() -> None:
+    stale = runtime_dir() / "memcached-abcdefgh"
+    stale.mkdir()
+    fresh = runtime_dir() / "redis-abcdefgh"
+    fresh.mkdir()
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+
+    services.reap_orphans()
+
+    assert not stale.exists()
+    assert fresh.exists()  # it may be a start under way in another kernel
 
 
 @needs_redis
@@ -267,18 +333,6 @@ def test_stop_all_stops_every_service(pg_home: Path) -> None:
 def test_unknown_service_name_lists_the_choices() -> None:
     with pytest.raises(UnknownChoice, match=r"'mongodb'.*'memcached', 'redis', 'postgres'"):
         services.start_service("mongodb")
-
-
-@needs_memcached
-def test_port_in_use_names_the_port_and_the_way_out() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(PortInUse) as info:
-            services.start_service("memcached", port=port)
-    assert str(port) in str(info.value)
-    assert "port=None" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -359,7 +413,7 @@ def test_owner_exiting_normally_shuts_the_server_down_gracefully(perflab_home: P
     assert child.returncode == 0
 
     assert _gone(pid, timeout=1)
-    (log,) = (perflab_home / "services").glob("redis-*/redis.log")
+    (log,) = runtime_dir().glob("redis-*/redis.log")
     assert "ready to exit" in log.read_text()
 
 
@@ -420,3 +474,24 @@ def test_postgres_is_found_off_path_where_debian_installs_it(
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     found = services._postgres_bindir()
     assert found is not None and str(found).startswith("/usr/lib/postgresql/")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only root hands PostgreSQL a folder in the temp dir")
+def test_roots_postgres_folder_has_a_random_name_and_ignores_a_planted_one(
+    perflab_home: Path, tmp_path: Path
+) -> None:
+    planted = tmp_path / "planted"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
+    (perflab_home / "services").mkdir(parents=True, exist_ok=True)
+    (perflab_home / "services" / "postgres-home").write_text(str(planted))
+
+    home = services.postgres_home()
+
+    info = home.lstat()
+    assert home != planted
+    assert home.name.startswith("perflab-pg-") and home.name != "perflab-pg-"
+    assert info.st_uid == pwd.getpwnam("postgres").pw_uid
+    assert info.st_mode & 0o777 == 0o700
+    assert services.postgres_home() == home  # remembered for the next kernel
+    home.rmdir()

@@ -16,7 +16,7 @@ ATTACH_AND_WAIT = """
 import sys, time
 from perflab import shared_postgres
 server = shared_postgres.attach()
-print(server.port, server.supervisor_pid, flush=True)
+print(server.host, server.supervisor_pid, flush=True)
 sys.stdin.readline()  # hold on until the test says go
 """
 
@@ -44,22 +44,22 @@ def _wait_gone(pid: int, seconds: float = 20.0) -> bool:
 def test_a_second_kernel_shares_the_server_and_it_outlives_the_first(tmp_path: Path) -> None:
     first, second = _kernel(tmp_path), _kernel(tmp_path)
     try:
-        port_a, supervisor_a = first.stdout.readline().split()
-        port_b, supervisor_b = second.stdout.readline().split()
-        assert (port_a, supervisor_a) == (port_b, supervisor_b)  # one server, one supervisor
+        host_a, supervisor_a = first.stdout.readline().split()
+        host_b, supervisor_b = second.stdout.readline().split()
+        assert (host_a, supervisor_a) == (host_b, supervisor_b)  # one server, one supervisor
 
         first.communicate("go\n", timeout=30)  # the kernel that started it exits
         time.sleep(shared_postgres.GRACE_SECONDS + 1)
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=int(port_b), user="postgres",
+        with psycopg.connect(host=host_b, port=5432, user="postgres",
                              dbname="postgres", connect_timeout=5) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
 
         second.communicate("go\n", timeout=30)  # the last client goes: the server stops
         assert _wait_gone(int(supervisor_a))
         with pytest.raises(psycopg.OperationalError):
-            psycopg.connect(host="127.0.0.1", port=int(port_b), user="postgres",
+            psycopg.connect(host=host_b, port=5432, user="postgres",
                             dbname="postgres", connect_timeout=2)
     finally:
         for kernel in (first, second):
@@ -99,3 +99,42 @@ def test_two_kernels_starting_at_once_get_one_server(tmp_path: Path) -> None:
         for kernel in kernels:
             kernel.communicate("go\n", timeout=30)
     assert _wait_gone(supervisor)
+
+
+class _FakeServer:
+    stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_the_supervisor_keeps_the_server_for_a_client_that_registered_late(
+    monkeypatch, tmp_path: Path
+) -> None:
+    # The supervisor decides under the lock that attach() takes after registering, so a
+    # kernel registering just as the grace period ends keeps its server.
+    monkeypatch.setenv("PERFLAB_HOME", str(tmp_path))
+    server = _FakeServer()
+    shared_postgres._register(os.getpid())
+
+    assert shared_postgres._stop_if_unused(server) is False
+    assert not server.stopped
+
+    shared_postgres._client_file(os.getpid()).unlink()
+    assert shared_postgres._stop_if_unused(server) is True
+    assert server.stopped
+
+
+@pytest.mark.services
+def test_stop_ends_the_shared_server_while_kernels_use_it(tmp_path: Path, monkeypatch) -> None:
+    kernel = _kernel(tmp_path)
+    try:
+        host, supervisor = kernel.stdout.readline().split()
+        monkeypatch.setenv("PERFLAB_HOME", str(tmp_path))
+
+        assert shared_postgres.stop() == int(supervisor)
+
+        assert _wait_gone(int(supervisor))
+        assert not (Path(host) / ".s.PGSQL.5432").exists()
+    finally:
+        kernel.kill()

@@ -1,8 +1,10 @@
-"""Start real memcached, Redis and PostgreSQL servers on loopback ports; never leave them behind.
+"""Start real memcached, Redis and PostgreSQL servers for one learner; never leave them behind.
 
 A lesson about caching or databases measures the real server, not a stand-in. Each server runs
-from the installed binary on 127.0.0.1, on a free port, with its own folder under the per-user
-state root. Three layers make sure no server outlives the kernel that started it:
+from the installed binary and listens on a Unix socket only, in a folder private to the learner
+(0700), so on a shared host no other user can reach it: no TCP port, no password to leak.
+PostgreSQL adds peer authentication on top. Three layers make sure no server outlives the kernel
+that started it:
 
 1. ``atexit`` stops every server this process started (normal exit, kernel restart).
 2. On Linux the server is launched through util-linux ``setpriv --pdeathsig``, so the kernel sends
@@ -17,14 +19,12 @@ import atexit
 import contextlib
 import getpass
 import glob
-import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -36,9 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from urllib.parse import quote
 
 import psutil
-from mirakuru import TCPExecutor
+from mirakuru import UnixSocketExecutor
 from mirakuru.exceptions import (
     AlreadyRunning,
     ExecutorError,
@@ -46,8 +47,8 @@ from mirakuru.exceptions import (
     TimeoutExpired,
 )
 
-from perflab.errors import PortInUse, ServiceUnavailable, UnknownChoice
-from perflab.paths import state_dir
+from perflab.errors import ServiceUnavailable, UnknownChoice
+from perflab.paths import runtime_dir, state_dir
 
 try:
     import pwd
@@ -74,18 +75,20 @@ __all__ = [
     "service_available",
     "start_service",
     "stop_all",
+    "stop_recorded",
 ]
 
 SERVICES = ("memcached", "redis", "postgres")
 START_TIMEOUT = 30.0
 """Seconds a server gets to accept connections before we give up and show its log."""
 
-HOST = "127.0.0.1"
+#: PostgreSQL listens on no TCP port; the number only names its socket file (.s.PGSQL.5432).
+POSTGRES_PORT = 5432
 _MARKER = "perflab-service"
 _RECORD_KEYS = {"token", "name", "pid", "pid_started", "owner_pid", "owner_started", "stop_signal"}
-_PORT_TRIES = 3
 _REAP_TIMEOUT = 10.0
-_SOCKET_PATH_MAX = 100  # sun_path holds 104-108 bytes; leave room for "/.s.PGSQL.65535"
+#: A run folder with no record is a start still under way for this long, then a leftover.
+_STRAY_AFTER = START_TIMEOUT * 4
 
 # Package names per installer: (apt, Homebrew, conda-forge).
 _INSTALL_NAMES = {
@@ -133,39 +136,42 @@ def service_available(name: str) -> bool:
 
 
 def postgres_home() -> Path:
-    """Return this user's PostgreSQL folder, which the server user must be able to traverse.
+    """Return this user's PostgreSQL folder (data, log), which the server user can enter.
 
-    As a normal user it sits in the state root. As root, it sits in the temp folder instead,
-    because PostgreSQL refuses to run as root and the ``postgres`` user can't enter root's home.
+    As a normal user it sits in the state root. As root, PostgreSQL must run as the ``postgres``
+    user, who can't enter root's home: it gets a folder of its own in the temp directory, with a
+    random name (another user can't create it first) that root's state root remembers.
     """
     if not _is_root():
         return state_dir("services", "postgres")
     account = _postgres_account()
     if account is None:
         raise ServiceUnavailable(_NO_POSTGRES_USER)
-    root = os.environ.get("PERFLAB_HOME")
-    # A PERFLAB_HOME of its own (tests) gets a data folder of its own.
-    suffix = "-" + hashlib.sha1(root.encode()).hexdigest()[:10] if root else ""
-    home = Path(tempfile.gettempdir()) / f"perflab-root-postgres{suffix}"
-    with contextlib.suppress(FileExistsError):
-        home.mkdir(mode=0o700)
-    info = home.lstat()
-    # /tmp is shared: never use a folder someone else planted there.
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (0, account.pw_uid):
-        raise ServiceUnavailable(
-            f"{home} exists but is not a folder owned by root or postgres. Remove it and try again."
-        )
+    pointer = state_dir("services") / "postgres-home"
+    with contextlib.suppress(OSError, ValueError):
+        remembered = Path(pointer.read_text().strip())
+        info = remembered.lstat()
+        if (
+            remembered.is_absolute()
+            and stat.S_ISDIR(info.st_mode)
+            and info.st_uid == account.pw_uid
+            and stat.S_IMODE(info.st_mode) & 0o077 == 0
+        ):
+            return remembered
+    home = Path(tempfile.mkdtemp(prefix="perflab-pg-"))  # 0700 and root's until handed over
     os.chown(home, account.pw_uid, account.pw_gid)
-    home.chmod(0o700)
+    tmp = pointer.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(str(home))
+    tmp.replace(pointer)
     return home
 
 
-def start_service(name: str, *, port: int | None = None, strict: bool | None = None) -> Service:
-    """Start a real server on a loopback port, so a lesson measures the real thing.
+def start_service(name: str, *, strict: bool | None = None) -> Service:
+    """Start a real server on a Unix socket in this user's private folder.
 
-    ``port=None`` picks a free port. ``strict`` (default: ``PERFLAB_STRICT=1``) refuses to start
-    without the kill-on-parent-death guard on Linux instead of relying on the reaper alone.
-    Raises ServiceUnavailable when the server can't start; the caller decides whether to go on.
+    ``strict`` (default: ``PERFLAB_STRICT=1``) refuses to start without the kill-on-parent-death
+    guard on Linux instead of relying on the reaper alone. Raises ServiceUnavailable when the
+    server can't start; the caller decides whether to go on.
     """
     cls = _SERVICE_CLASSES[_check_name(name)]
     strict = is_strict() if strict is None else strict
@@ -174,17 +180,10 @@ def start_service(name: str, *, port: int | None = None, strict: bool | None = N
             raise ServiceUnavailable(_missing_binary_message(name))
         reap_orphans()
         if cls is PostgresService:
-            existing = _running_postgres(port)
+            existing = _running_postgres()
             if existing is not None:
                 return existing
-        if port is not None:
-            if not _port_is_free(port):
-                raise PortInUse(
-                    f"Port {port} on {HOST} is already in use by another process. Pick another "
-                    f"port, or pass port=None to let perflab choose a free one."
-                )
-            return cls(port=port, strict=strict)._launch()
-        return _launch_on_free_port(cls, strict=strict)
+        return cls(strict=strict)._launch()
 
 
 def stop_all() -> None:
@@ -196,12 +195,29 @@ def stop_all() -> None:
             svc.stop()
 
 
+def stop_recorded() -> list[int]:
+    """Stop every server this user's processes started, whoever owns it; return their pids.
+
+    For ``python -m perflab services stop-all``: a learner clearing up after kernels that are
+    still running (or hung) without hunting for pids.
+    """
+    stopped = []
+    for path, record in _read_records():
+        pid = record["pid"]
+        if _same_process(pid, record["pid_started"]) and _terminate(pid, record["stop_signal"]):
+            stopped.append(pid)
+        path.unlink(missing_ok=True)
+        _remove_run_dir(record)
+    return stopped
+
+
 def running_services() -> list[dict[str, Any]]:
     """Return the records of servers still running for this user, dropping those that died."""
     result = []
     for path, record in _read_records():
         if not _same_process(record["pid"], record["pid_started"]):
             path.unlink(missing_ok=True)
+            _remove_run_dir(record)
             continue
         record["owner_alive"] = _same_process(record["owner_pid"], record["owner_started"])
         result.append(record)
@@ -209,7 +225,10 @@ def running_services() -> list[dict[str, Any]]:
 
 
 def reap_orphans() -> list[int]:
-    """Stop servers whose owning process died without stopping them; return their pids."""
+    """Stop servers whose owning process died without stopping them; return their pids.
+
+    Also removes the run folders such servers (and starts that never finished) left behind.
+    """
     reaped = []
     for path, record in _read_records():
         if _same_process(record["owner_pid"], record["owner_started"]):
@@ -220,6 +239,8 @@ def reap_orphans() -> list[int]:
                 continue  # not ours to signal; find_orphans() will keep reporting it
             reaped.append(pid)
         path.unlink(missing_ok=True)
+        _remove_run_dir(record)
+    _remove_stray_run_dirs()
     return reaped
 
 
@@ -250,22 +271,32 @@ class Service:
     binary: ClassVar[str]
     stop_signal: ClassVar[int] = signal.SIGTERM
 
-    def __init__(self, *, port: int, strict: bool = False) -> None:
-        self.host = HOST
-        self.port = port
+    def __init__(self, *, strict: bool = False) -> None:
         self.strict = strict
-        self.run_dir = state_dir("services", f"{self.name}-{port}")
+        self._token = _new_token()
+        # One folder per start, removed at stop: the socket, the pid file and the log.
+        self.run_dir = runtime_dir() / f"{self.name}-{self._token[-8:]}"
+        self.run_dir.mkdir(mode=0o700)
         self.log_path = self.run_dir / f"{self.name}.log"
         self._executor: _ServerExecutor | None = None
-        self._token = ""
         self._record_path: Path | None = None
         self._last_pid: int | None = None
         self._owner_pid = os.getpid()
 
     @property
+    def socket_path(self) -> Path:
+        """Return the Unix socket the server listens on."""
+        return self.run_dir / f"{self.name}.sock"
+
+    @property
+    def address(self) -> str:
+        """Return the server's address as its Python clients take it (the socket's path)."""
+        return str(self.socket_path)
+
+    @property
     def url(self) -> str:
         """Return the address clients use."""
-        return f"{self.host}:{self.port}"
+        return self.address
 
     @property
     def location(self) -> str:
@@ -283,30 +314,13 @@ class Service:
         return self._executor is not None and self._executor.running()
 
     def stop(self) -> None:
-        """Stop the server and forget its record; safe to call twice."""
-        with _LOCK:
-            executor, self._executor = self._executor, None
-            try:
-                if executor is not None:
-                    executor.stop()
-            except ExecutorError:
-                pass  # it had already exited on its own: nothing left to stop
-            finally:
-                if self._record_path is not None:
-                    self._record_path.unlink(missing_ok=True)
-                (self.run_dir / f"{self.name}.pid").unlink(missing_ok=True)
-                _LIVE.pop(self._token, None)
-                self._cleanup()
+        """Stop the server, forget its record and remove its folder; safe to call twice."""
+        self._stop(keep_folder=False)
 
     def restart(self: _ServiceT) -> _ServiceT:
-        """Stop and start the server on the same port (a fresh memcached or Redis is empty)."""
-        self.stop()
+        """Stop and start the server on the same socket (a fresh memcached or Redis is empty)."""
+        self._stop(keep_folder=True)
         with _LOCK:
-            if not _port_is_free(self.port):
-                raise PortInUse(
-                    f"Port {self.port} was taken while {self.name} restarted. "
-                    f"Start a new one with start_service({self.name!r}, port=None)."
-                )
             return self._launch()
 
     def __enter__(self: _ServiceT) -> _ServiceT:
@@ -333,7 +347,7 @@ class Service:
         """Get folders and data ready before the server process starts."""
 
     def _ready(self) -> bool:
-        """Return True once the server answers (beyond accepting TCP connections)."""
+        """Return True once the server answers (beyond accepting connections)."""
         return True
 
     def _run_as(self) -> pwd.struct_passwd | None:
@@ -343,17 +357,28 @@ class Service:
     def _cwd(self) -> Path:
         return self.run_dir
 
-    def _cleanup(self) -> None:
-        """Remove what only this run needed."""
+    def _stop(self, *, keep_folder: bool) -> None:
+        with _LOCK:
+            executor, self._executor = self._executor, None
+            try:
+                if executor is not None:
+                    executor.stop()
+            except ExecutorError:
+                pass  # it had already exited on its own: nothing left to stop
+            finally:
+                if self._record_path is not None:
+                    self._record_path.unlink(missing_ok=True)
+                _LIVE.pop(self._token, None)
+                if not keep_folder:
+                    shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _launch(self: _ServiceT) -> _ServiceT:
         """Start the server process and wait until it answers, or raise with its log's tail."""
         account = self._run_as()
         prefix, popen_kwargs = _guard(self.stop_signal, account, strict=self.strict)
         self._prepare()
-        self._token = _new_token()
         records = state_dir("services", "running")
-        self._record_path = records / f"{self.name}-{self.port}-{self._token[-8:]}.json"
+        self._record_path = records / f"{self.name}-{self._token[-8:]}.json"
         envvars = {
             # Marks the process so find_orphans() can tell our leftovers from anything else.
             "PERFLAB_SERVICE": self.name,
@@ -367,8 +392,7 @@ class Service:
             log.flush()
             executor = _ServerExecutor(
                 command,
-                host=self.host,
-                port=self.port,
+                socket_name=str(self.socket_path),
                 marker=self._token,
                 ready=self._ready,
                 timeout=START_TIMEOUT,
@@ -384,19 +408,13 @@ class Service:
             try:
                 _in_long_lived_thread(executor.start)
             except AlreadyRunning as exc:
-                self._cleanup()
-                raise PortInUse(
-                    f"Port {self.port} on {self.host} is already in use by another process. "
-                    f"Pick another port, or pass port=None to let perflab choose a free one."
-                ) from exc
+                raise self._failed("found its socket already answering") from exc
             except TimeoutExpired as exc:
-                self._cleanup()
                 raise self._failed(f"did not answer within {START_TIMEOUT:.0f} s") from exc
             except ProcessExitedWithError as exc:
-                self._cleanup()
                 raise self._failed(f"exited with code {exc.exit_code}") from exc
             except OSError as exc:  # the binary could not be executed at all
-                self._cleanup()
+                self._stop(keep_folder=False)
                 raise ServiceUnavailable(f"Could not run {command[0]}: {exc}") from exc
         assert executor.process is not None
         self._executor = executor
@@ -405,15 +423,14 @@ class Service:
         try:
             self._write_record(account)
         except psutil.NoSuchProcess as exc:
-            self.stop()
             raise self._failed("exited right after it started") from exc
         return self
 
     def _failed(self, what: str) -> ServiceUnavailable:
-        return ServiceUnavailable(
-            f"{self.name} {what} on {self.host}:{self.port}. "
-            f"Last lines of {self.log_path}:\n{_tail(self.log_path)}"
-        )
+        """Stop what is left, remove the folder, and return the error with the log's tail."""
+        tail = _tail(self.log_path)
+        self._stop(keep_folder=False)
+        return ServiceUnavailable(f"{self.name} {what}. The end of its log:\n{tail}")
 
     def _write_record(self, account: pwd.struct_passwd | None) -> None:
         assert self._record_path is not None and self._last_pid is not None
@@ -421,22 +438,19 @@ class Service:
             "marker": _MARKER,
             "token": self._token,
             "name": self.name,
-            "host": self.host,
-            "port": self.port,
-            "url": self.url,
+            "address": self.address,
+            "run_dir": str(self.run_dir),
             "pid": self._last_pid,
             "pid_started": psutil.Process(self._last_pid).create_time(),
             "owner_pid": self._owner_pid,
             "owner_started": psutil.Process(self._owner_pid).create_time(),
             "stop_signal": int(self.stop_signal),
             "user": account.pw_name if account else _current_user(),
-            "log": str(self.log_path),
             "started_at": time.time(),
         }
         tmp = self._record_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(self._record_path)
-        (self.run_dir / f"{self.name}.pid").write_text(f"{self._last_pid}\n")
 
 
 class MemcachedService(Service):
@@ -445,9 +459,15 @@ class MemcachedService(Service):
     name = "memcached"
     binary = "memcached"
 
+    @property
+    def location(self) -> str:
+        """Return Django's LOCATION for PyMemcacheCache: ``unix:`` and the socket's path."""
+        return f"unix:{self.socket_path}"
+
     def _command(self) -> list[str]:
-        command = [_require_binary(self.name), "-l", self.host, "-p", str(self.port)]
-        command += ["-U", "0", "-m", "64"]
+        # -s turns TCP off; -a 0700 keeps the socket its owner's alone.
+        command = [_require_binary(self.name), "-s", str(self.socket_path), "-a", "0700"]
+        command += ["-m", "64"]
         if _is_root():
             command += ["-u", "root"]  # memcached won't run as root unless told which user
         return command
@@ -461,19 +481,23 @@ class RedisService(Service):
 
     @property
     def url(self) -> str:
-        """Return the redis:// URL for database 0."""
-        return f"redis://{self.host}:{self.port}/0"
+        """Return the unix:// URL for database 0 (redis-py and Django's RedisCache take it)."""
+        return f"unix://{self.socket_path}?db=0"
 
     def _command(self) -> list[str]:
         return [
             _require_binary(self.name),
-            *("--port", str(self.port), "--bind", self.host),
+            # --port 0: no TCP at all; the socket is its owner's alone.
+            *("--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700"),
             *("--save", "", "--appendonly", "no", "--dir", str(self.run_dir)),
         ]
 
 
 class PostgresClient:
-    """Talk to a running perflab PostgreSQL: URLs, connections, databases made and dropped."""
+    """Talk to a running perflab PostgreSQL: URLs, connections, databases made and dropped.
+
+    ``host`` is the folder holding the server's socket, as libpq and Django's HOST take it.
+    """
 
     host: str
     port: int
@@ -485,8 +509,8 @@ class PostgresClient:
         return self.database_url()
 
     def database_url(self, dbname: str = "postgres") -> str:
-        """Return a URL for one database, for DATABASES or django-environ."""
-        return f"postgres://{self.user}@{self.host}:{self.port}/{dbname}"
+        """Return a URL for one database (socket folder percent-encoded, as libpq reads it)."""
+        return f"postgres://{self.user}@{quote(self.host, safe='')}:{self.port}/{dbname}"
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
         """Open an autocommit connection, so CREATE/DROP DATABASE work without ceremony."""
@@ -528,18 +552,42 @@ class PostgresClient:
 
 
 class PostgresService(PostgresClient, Service):
-    """Run PostgreSQL tuned for a lab (no fsync), with data kept between kernels."""
+    """Run PostgreSQL tuned for a lab (no fsync), with data kept between kernels.
+
+    It listens on no TCP port (``listen_addresses=''``), only on a socket in a 0700 folder, and
+    accepts only this OS user (peer authentication), as the role ``postgres``.
+    """
 
     name = "postgres"
     binary = "postgres"
     stop_signal = signal.SIGINT  # "fast shutdown": roll back open transactions and exit
 
-    def __init__(self, *, port: int, strict: bool = False) -> None:
-        super().__init__(port=port, strict=strict)
+    def __init__(self, *, strict: bool = False) -> None:
         self.home = postgres_home()
         self.data_dir = self.home / "data"
-        self.socket_dir = self.home / "sockets"
-        self._temp_socket_dir = False
+        super().__init__(strict=strict)
+        if _is_root():
+            # The server runs as postgres, who can't enter root's runtime folder.
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = self.home / "run"
+        self.log_path = self.home / "postgres.log"
+        self.host = str(self.run_dir)
+        self.port = POSTGRES_PORT
+
+    @property
+    def socket_path(self) -> Path:
+        """Return the socket file PostgreSQL makes in its folder."""
+        return self.run_dir / f".s.PGSQL.{self.port}"
+
+    @property
+    def address(self) -> str:
+        """Return the folder holding the socket, as libpq's ``host`` takes it."""
+        return self.host
+
+    @property
+    def url(self) -> str:
+        """Return the URL of the default database."""
+        return self.database_url()
 
     def _run_as(self) -> pwd.struct_passwd | None:
         if not _is_root():
@@ -558,38 +606,32 @@ class PostgresService(PostgresClient, Service):
         if bindir is None:
             raise ServiceUnavailable(_missing_binary_message(self.name))
         self._ensure_cluster(bindir, account)
+        self._write_access_rules(account)
         self._clear_stale_pidfile()
-        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
-        if len(str(self.socket_dir)) > _SOCKET_PATH_MAX - 16:
-            # A deep state folder would overflow the Unix socket path limit.
-            self.socket_dir = Path(tempfile.mkdtemp(prefix="perflab-pg-"))
-            self._temp_socket_dir = True
+        # No server runs here (start_service checked): a killed one's socket lock is stale.
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(mode=0o700)
         if account is not None:
-            os.chown(self.socket_dir, account.pw_uid, account.pw_gid)
-
-    def _cleanup(self) -> None:
-        if self._temp_socket_dir:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
-            self.socket_dir = self.home / "sockets"
-            self._temp_socket_dir = False
+            os.chown(self.run_dir, account.pw_uid, account.pw_gid)
 
     def _command(self) -> list[str]:
         bindir = _postgres_bindir()
         assert bindir is not None
         settings = [
-            f"listen_addresses={self.host}",
+            "listen_addresses=",  # no TCP: the socket in a 0700 folder is the only way in
+            "unix_socket_permissions=0700",
             "fsync=off",
             "synchronous_commit=off",
             "full_page_writes=off",
         ]
         command = [str(bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
-        command += ["-k", str(self.socket_dir)]
+        command += ["-k", str(self.run_dir)]
         for setting in settings:
             command += ["-c", setting]
         return command
 
     def _ready(self) -> bool:
-        # Accepting TCP is not enough: during startup PostgreSQL answers "starting up".
+        # Accepting connections is not enough: during startup PostgreSQL answers "starting up".
         # Line 8 of postmaster.pid says "ready" once it takes connections (PostgreSQL 10+).
         try:
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
@@ -611,7 +653,9 @@ class PostgresService(PostgresClient, Service):
         command = [
             *prefix,
             str(bindir / "initdb"),
-            *("-D", str(self.data_dir), "-U", self.user, "--auth=trust"),
+            *("-D", str(self.data_dir), "-U", self.user),
+            # Replaced at once by _write_access_rules; never trust, even for a moment.
+            *("--auth-local=peer", "--auth-host=reject"),
             *("-E", "UTF8", "--locale=C", "--no-sync"),
         ]
         result = subprocess.run(
@@ -629,6 +673,35 @@ class PostgresService(PostgresClient, Service):
                 f"initdb could not create {self.data_dir} (exit code {result.returncode}):\n"
                 f"{output}"
             )
+
+    def _write_access_rules(self, account: pwd.struct_passwd | None) -> None:
+        """Let in this OS user alone, over the socket, as the role postgres; nothing over TCP.
+
+        Written at every start, so a data folder made by an older perflab (trust on TCP) is
+        locked down too.
+        """
+        me = _current_user()
+        rules = {
+            "pg_hba.conf": (
+                "# perflab: the socket only (listen_addresses is empty), and only the OS user\n"
+                "# who started the lab, mapped to the role postgres (peer authentication).\n"
+                "local all all peer map=perflab\n"
+                "local replication all peer map=perflab\n"
+            ),
+            "pg_ident.conf": (
+                "# perflab: MAPNAME SYSTEM-USERNAME PG-USERNAME\n"
+                f"perflab {me} {self.user}\n"
+                + (f"perflab {account.pw_name} {self.user}\n" if account else "")
+            ),
+        }
+        for name, text in rules.items():
+            path = self.data_dir / name
+            tmp = path.with_suffix(".perflab-tmp")
+            tmp.write_text(text)
+            tmp.chmod(0o600)
+            if account is not None:
+                os.chown(tmp, account.pw_uid, account.pw_gid)
+            tmp.replace(path)
 
     def _clear_stale_pidfile(self) -> None:
         """Remove postmaster.pid left by a server that died, once its backends are gone too."""
@@ -657,20 +730,19 @@ _NO_POSTGRES_USER = (
 )
 
 
-class _ServerExecutor(TCPExecutor):
-    """Start a server and call it ready when it accepts TCP and `ready()` agrees."""
+class _ServerExecutor(UnixSocketExecutor):
+    """Start a server and call it ready when its socket accepts and `ready()` agrees."""
 
     def __init__(
         self,
         command: list[str],
         *,
-        host: str,
-        port: int,
+        socket_name: str,
         marker: str,
         ready: Callable[[], bool],
         **kwargs: Any,
     ) -> None:
-        super().__init__(command, host=host, port=port, **kwargs)
+        super().__init__(command, socket_name=socket_name, **kwargs)
         # mirakuru's own atexit SIGKILLs every process whose marker *contains* the exiting
         # process's pid as a substring; a marker without digits keeps other Python processes'
         # exits away from our servers (stop_all() stops ours gracefully instead).
@@ -681,45 +753,42 @@ class _ServerExecutor(TCPExecutor):
         return super().after_start_check() and self._ready()
 
 
-def _launch_on_free_port(cls: type[Service], *, strict: bool) -> Service:
-    """Launch on a port the OS says is free, retrying if another process grabs it first."""
-    last: Exception | None = None
-    for _ in range(_PORT_TRIES):
-        port = _free_port()
-        try:
-            return cls(port=port, strict=strict)._launch()
-        except (ServiceUnavailable, PortInUse) as exc:
-            if _port_is_free(port):
-                raise  # it failed for its own reason, not because the port was taken
-            last = exc
-    raise ServiceUnavailable(
-        f"Could not start {cls.name}: {_PORT_TRIES} free ports were taken by other processes "
-        f"before it could bind them. Try again."
-    ) from last
-
-
-def _running_postgres(port: int | None) -> PostgresService | None:
+def _running_postgres() -> PostgresService | None:
     """Return this process's PostgreSQL if it runs, or raise if another process runs one."""
     data = postgres_home() / "data"
     live = _live_postmaster(data)
     if live is None:
         return None
-    pid, live_port = live
+    pid, _ = live
     for svc in _LIVE.values():
         if isinstance(svc, PostgresService) and svc.pid == pid:
-            if port is not None and port != svc.port:
-                raise ServiceUnavailable(
-                    f"This kernel's PostgreSQL already runs on port {svc.port}; only one runs per "
-                    f"user. Use it, or stop() it before asking for port {port}."
-                )
             return svc
     owners = [r["owner_pid"] for _, r in _read_records() if r["pid"] == pid]
     owner = f"process {owners[0]}" if owners else "a process perflab does not know"
     raise ServiceUnavailable(
-        f"A PostgreSQL server (pid {pid}, port {live_port}) is already running on {data}, "
-        f"started by {owner}. Only one perflab PostgreSQL runs per user: shut down the other "
-        f"notebook's kernel, or stop that server (kill -INT {pid}), then try again."
+        f"A PostgreSQL server (pid {pid}) is already running on {data}, started by {owner}. "
+        f"Only one perflab PostgreSQL runs per user: shut down the other notebook's kernel, or "
+        f"stop it with `python3 -m perflab services stop-all`, then try again."
     )
+
+
+def _remove_run_dir(record: dict[str, Any]) -> None:
+    """Remove a stopped server's run folder, if it is one of ours in the runtime folder."""
+    folder = Path(str(record.get("run_dir", "")))
+    if folder.name and folder.parent == runtime_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stray_run_dirs() -> None:
+    """Remove run folders no record names (a start killed mid-way), once they are old enough."""
+    named = {str(record.get("run_dir")) for _, record in _read_records()}
+    now = time.time()
+    for folder in runtime_dir().iterdir():
+        if not re.fullmatch(r"(memcached|redis|postgres)-[a-p]{8}", folder.name):
+            continue
+        with contextlib.suppress(OSError):
+            if str(folder) not in named and now - folder.stat().st_mtime > _STRAY_AFTER:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _live_postmaster(data: Path) -> tuple[int, int] | None:
@@ -870,23 +939,6 @@ def _in_long_lived_thread(start: Callable[[], object]) -> None:
         if _SPAWNER is None:
             _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perflab-services")
     _SPAWNER.submit(start).result()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        # Servers set SO_REUSEADDR too, so a port in TIME_WAIT counts as free, as it is for them.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def _new_token() -> str:

@@ -30,7 +30,7 @@ from perflab import services
 from perflab.errors import ServiceUnavailable
 from perflab.paths import state_dir
 
-__all__ = ["SharedPostgres", "attach", "live_clients", "supervise"]
+__all__ = ["SharedPostgres", "attach", "live_clients", "stop", "supervise"]
 
 #: How long the supervisor keeps the server after its last client went, in seconds.
 GRACE_SECONDS = 2.0
@@ -56,7 +56,7 @@ class SharedPostgres(services.PostgresClient):
         return services._same_process(self.supervisor_pid, self._supervisor_started)
 
     def __repr__(self) -> str:
-        return f"<SharedPostgres at {self.host}:{self.port} supervisor={self.supervisor_pid}>"
+        return f"<SharedPostgres supervisor={self.supervisor_pid}>"
 
 
 def _folder() -> Path:
@@ -160,11 +160,11 @@ def supervise() -> int:
         "supervisor_pid": me.pid, "supervisor_started": me.create_time(), "ready": False,
     }
     _write(record)
-    stop = False
+    stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
+        nonlocal stopping
+        stopping = True
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -176,23 +176,51 @@ def supervise() -> int:
         return 1
     record.update(host=server.host, port=server.port, server_pid=server.pid, ready=True)
     _write(record)
-    print(f"PostgreSQL ready on {server.host}:{server.port} (pid {server.pid})", flush=True)
+    print(f"PostgreSQL ready (pid {server.pid})", flush=True)
     last_seen = time.monotonic()
     try:
-        while not stop and server.running:
+        while not stopping and server.running:
             if live_clients():
                 last_seen = time.monotonic()
-            elif time.monotonic() - last_seen > GRACE_SECONDS:
+            elif time.monotonic() - last_seen > GRACE_SECONDS and _stop_if_unused(server):
                 break
             time.sleep(_POLL)
     finally:
-        # Hold the lock until the server is down: a kernel attaching now waits, then starts a
-        # new supervisor instead of finding a server that is about to stop.
+        # Stopped by a signal or by the server's own death: same clean-up, under the lock.
         with _lock():
             _record_path().unlink(missing_ok=True)
             server.stop()
-        print("No client left: PostgreSQL stopped.", flush=True)
     return 0
+
+
+def _stop_if_unused(server: services.Service) -> bool:
+    """Stop the server unless a client registered meanwhile; return True if it stopped.
+
+    Decided under the lock that ``attach`` takes after registering: a kernel attaching now is
+    either seen here as a client, or waits and then starts a new supervisor; it never gets a
+    server that is about to stop.
+    """
+    with _lock():
+        if live_clients():
+            return False
+        _record_path().unlink(missing_ok=True)
+        server.stop()
+    print("No client left: PostgreSQL stopped.", flush=True)
+    return True
+
+
+def stop() -> int | None:
+    """Stop this user's shared PostgreSQL now, clients or not; return the supervisor's pid."""
+    record = _live_record()
+    if record is None:
+        return None
+    pid = int(record["supervisor_pid"])  # type: ignore[call-overload]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)  # it stops the server, then exits
+    deadline = time.monotonic() + READY_TIMEOUT
+    while _live_record() is not None and time.monotonic() < deadline:
+        time.sleep(_POLL)
+    return pid
 
 
 def _write(record: dict[str, object]) -> None:
