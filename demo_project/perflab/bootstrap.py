@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -23,9 +24,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from . import seed as seeding
-from .errors import PerflabError, ServiceUnavailable, StaleSchema, UnknownChoice
+from .errors import DiskFull, PerflabError, ServiceUnavailable, StaleSchema, UnknownChoice
 from .paths import REPO_ROOT, state_dir
 
 __all__ = ["CACHES", "DATABASES", "Lab", "schema_version", "setup"]
@@ -113,7 +115,11 @@ class Lab:
         db = self.database_settings
         if self.database == "sqlite":
             return f"sqlite:///{db['NAME']}"
-        return f"postgresql+psycopg://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        # HOST is the folder holding the server's socket: libpq takes it as a query parameter.
+        return (
+            f"postgresql+psycopg://{db['USER']}@/{db['NAME']}"
+            f"?host={quote(db['HOST'], safe='/')}&port={db['PORT']}"
+        )
 
     def counts(self) -> dict[str, int]:
         """Return the row count of each shop table (a quick look at the scale)."""
@@ -193,10 +199,12 @@ def setup(
     perflab starts); ``scale`` defaults to ``$PERFLAB_SCALE`` or "small". Safe to call again.
     """
     started = time.perf_counter()
+    _show_errors_in_one_line()
+    source = None if database else "the PERFLAB_DATABASE environment variable"
     database = database or os.environ.get("PERFLAB_DATABASE") or "sqlite"
     if database not in DATABASES:
-        raise UnknownChoice("database", database, DATABASES)
-    scale_obj = seeding.get_scale(scale or os.environ.get("PERFLAB_SCALE") or "small")
+        raise UnknownChoice("database", database, DATABASES, source=source)
+    scale_obj = seeding.resolve_scale(scale)
     if cache not in CACHES:
         raise UnknownChoice("cache", cache, CACHES)
     name = _lab_name(name)
@@ -209,7 +217,7 @@ def setup(
     if database == "postgres":
         db_settings, template, built = _prepare_postgres(scale_obj, name)
     else:
-        db_settings, template, built = _prepare_sqlite(scale_obj, name)
+        db_settings, template, built = _prepare_sqlite(scale_obj, name, notes)
     _use_database(db_settings)
     cache = _use_cache(cache, name, notes)
 
@@ -244,9 +252,13 @@ def _configure_django() -> None:
 
     import django
     from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
 
     if not apps.ready:
-        django.setup()
+        try:
+            django.setup()
+        except ImproperlyConfigured as exc:  # a bad DATABASE_URL or CACHE_URL, say
+            raise PerflabError(f"The demo project's settings: {exc}") from None
 
 
 def _use_database(db: dict[str, Any]) -> None:
@@ -380,8 +392,9 @@ def _seed_current(scale: seeding.Scale) -> None:
     from django.contrib.auth.hashers import make_password
     from django.db import connection
 
-    # One known login so a learner can open the admin of a running site: admin / admin.
-    seeding.seed_database(connection, scale, admin_password=make_password("admin"))
+    # The admin has no usable password: `make site` sets a random one per learner, so no copy
+    # of a template ever opens with a password that every user of a shared host knows.
+    seeding.seed_database(connection, scale, admin_password=make_password(None))
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE perflab_meta (key VARCHAR(50) PRIMARY KEY, value TEXT)")
         cursor.executemany(
@@ -410,8 +423,12 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def sqlite_template(scale: seeding.Scale) -> tuple[Path, bool]:
-    """Return the template file for ``scale`` (building it if needed) and whether it was built."""
+def sqlite_template(scale: seeding.Scale, notes: list[str] | None = None) -> tuple[Path, bool]:
+    """Return the template file for ``scale`` (building it if needed) and whether it was built.
+
+    A build that was killed left its partial file behind: the next build removes it (and says
+    so in ``notes``). A build that fills the disk removes its own partial file.
+    """
     folder = state_dir("templates")
     path = folder / f"{scale.name}-{schema_version()}.sqlite3"
     if _sqlite_template_ok(path, scale):
@@ -419,22 +436,64 @@ def sqlite_template(scale: seeding.Scale) -> tuple[Path, bool]:
     with _file_lock(folder / f"{scale.name}.lock"):
         if _sqlite_template_ok(path, scale):  # another kernel built it while we waited
             return path, False
+        # Only the lock holder builds, so any partial build of this scale is a dead one's.
+        partial = list(folder.glob(f"{scale.name}-*.building-*"))
+        for leftover in partial:
+            leftover.unlink(missing_ok=True)
+        if partial and notes is not None:
+            notes.append("An earlier build of this template was interrupted; its partial "
+                         "files were removed and the template built again.")
         building = path.with_suffix(f".building-{os.getpid()}")
-        building.unlink(missing_ok=True)
+        from django.db import connections
+
         try:
             _use_database(_sqlite_settings(building))
             _migrate()
             _seed_current(scale)
-            from django.db import connections
-
             connections.close_all()
             os.replace(building, path)
+        except Exception as exc:
+            if _is_disk_full(exc):
+                raise _disk_full(folder, scale, _template_bytes(scale), "build") from exc
+            raise
         finally:
-            building.unlink(missing_ok=True)
+            connections.close_all()  # an open file keeps its disk space until closed
+            for leftover in folder.glob(f"{building.name}*"):  # with -journal, -wal, -shm
+                leftover.unlink(missing_ok=True)
         for old in folder.glob(f"{scale.name}-*.sqlite3"):  # templates of older schemas
             if old != path:
                 old.unlink(missing_ok=True)
     return path, True
+
+
+#: Bytes a SQLite template takes per generated row, measured (about 5 MB at `small`).
+_BYTES_PER_ROW = 185
+
+
+def _template_bytes(scale: seeding.Scale) -> int:
+    return scale.approximate_rows * _BYTES_PER_ROW
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """Return True if ``exc`` (or what caused it) says the disk is full, whatever the driver."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen).lower()
+        if "disk is full" in text or "no space left" in text or "quota exceeded" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _disk_full(folder: Path, scale: seeding.Scale, needed: int, what: str) -> DiskFull:
+    free = shutil.disk_usage(folder).free
+    return DiskFull(
+        f"The disk holding {folder} is full: perflab could not {what} the {scale.name!r} "
+        f"database, which needs about {needed / 1e6:.0f} MB ({free / 1e6:.0f} MB free). "
+        f"Free some space, or set PERFLAB_HOME to a folder on a disk with room."
+    )
 
 
 def _sqlite_template_ok(path: Path, scale: seeding.Scale) -> bool:
@@ -448,13 +507,21 @@ def _sqlite_template_ok(path: Path, scale: seeding.Scale) -> bool:
     return meta.get("scale") == scale.name and meta.get("schema") == schema_version()
 
 
-def _prepare_sqlite(scale: seeding.Scale, name: str) -> tuple[dict[str, Any], str, bool]:
-    template, built = sqlite_template(scale)
+def _prepare_sqlite(
+    scale: seeding.Scale, name: str, notes: list[str]
+) -> tuple[dict[str, Any], str, bool]:
+    template, built = sqlite_template(scale, notes)
     labs = state_dir("labs")
     _reap_dead_lab_files(labs)
     target = labs / f"{name}-{os.getpid()}.sqlite3"
     _use_database(_sqlite_settings(target))  # closes any connection to the previous copy
-    shutil.copyfile(template, target)
+    try:
+        shutil.copyfile(template, target)
+    except OSError as exc:
+        target.unlink(missing_ok=True)  # a truncated copy would only hold the disk full
+        if _is_disk_full(exc):
+            raise _disk_full(labs, scale, template.stat().st_size, "copy") from exc
+        raise
     _remove_at_exit(target)
     return _sqlite_settings(target), str(template), built
 
@@ -514,27 +581,11 @@ def _prepare_postgres(scale: seeding.Scale, name: str) -> tuple[dict[str, Any], 
     template = f"perflab_tpl_{scale.name}_{schema_version()}"
     built = False
     if not server.database_exists(template):
-        building = f"{template}_building"
-        _use_database(_postgres_settings(server, "postgres"))
-        server.drop_database(building)
-        server.create_database(building)
-        _use_database(_postgres_settings(server, building))
-        _migrate()
-        _seed_current(scale)
-        from django.db import connections
-
-        connections.close_all()
-        with server.connect(building) as conn:
-            conn.execute("ANALYZE")  # give the planner statistics, as a real database has
-        with server.connect("postgres") as conn:
-            conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
-            older = [row[0] for row in conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname <> %s",
-                [f"perflab_tpl_{scale.name}_%", template],
-            )]
-        for dbname in older:  # templates of older schemas, as for SQLite
-            server.drop_database(dbname)
-        built = True
+        # Kernels started at once must not build the same template side by side.
+        with _file_lock(state_dir("templates") / f"postgres-{scale.name}.lock"):
+            if not server.database_exists(template):
+                _build_postgres_template(server, scale, template)
+                built = True
     # The pid stays at the end (names are cut at 63 bytes) so dead kernels' copies can be found.
     lab_db = re.sub(r"[^a-z0-9_]", "_", f"perflab_lab_{name[:40]}_{os.getpid()}".lower())
     _use_database(_postgres_settings(server, "postgres"))
@@ -546,6 +597,30 @@ def _prepare_postgres(scale: seeding.Scale, name: str) -> tuple[dict[str, Any], 
     server.create_database(lab_db, template=template)
     _drop_at_exit(server, lab_db)
     return _postgres_settings(server, lab_db), template, built
+
+
+def _build_postgres_template(server: Any, scale: seeding.Scale, template: str) -> None:
+    """Migrate and seed a new database, then rename it: a template exists only when whole."""
+    from django.db import connections
+
+    building = f"{template}_building"
+    _use_database(_postgres_settings(server, "postgres"))
+    server.drop_database(building)  # left by a build that was killed
+    server.create_database(building)
+    _use_database(_postgres_settings(server, building))
+    _migrate()
+    _seed_current(scale)
+    connections.close_all()
+    with server.connect(building) as conn:
+        conn.execute("ANALYZE")  # give the planner statistics, as a real database has
+    with server.connect("postgres") as conn:
+        conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
+        older = [row[0] for row in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname <> %s",
+            [f"perflab_tpl_{scale.name}_%", template],
+        )]
+    for dbname in older:  # templates of older schemas, as for SQLite
+        server.drop_database(dbname)
 
 
 def _drop_dead_lab_databases(server: Any) -> None:
@@ -641,6 +716,23 @@ def _in_ipython() -> Any:
     except ImportError:
         return None
     return get_ipython()
+
+
+def _show_errors_in_one_line() -> None:
+    """Show perflab's own errors as one line in a notebook: the message says what to do."""
+    shell = _in_ipython()
+    if shell is None:
+        return
+
+    def one_line(shell: Any, etype: type, value: BaseException, tb: Any,
+                 tb_offset: int | None = None) -> list[str]:
+        line = [f"{etype.__name__}: {value}"]
+        # IPython ignores what a custom handler returns; _showtraceback is what ipykernel
+        # turns into the cell's error output (the cell still fails, so Run All stops).
+        shell._showtraceback(etype, value, line)
+        return line
+
+    shell.set_custom_exc((PerflabError,), one_line)
 
 
 def _register_magics() -> None:

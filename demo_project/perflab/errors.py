@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "DiskFull",
     "PerflabError",
     "PortInUse",
     "ServiceUnavailable",
@@ -18,10 +19,18 @@ class PerflabError(Exception):
 class UnknownChoice(PerflabError, ValueError):
     """Raise for a name outside a fixed set (scale, service, database), listing the valid ones."""
 
-    def __init__(self, kind: str, value: object, choices: list[str] | tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        value: object,
+        choices: list[str] | tuple[str, ...],
+        *,
+        source: str | None = None,
+    ) -> None:
         self.kind, self.value, self.choices = kind, value, tuple(choices)
+        where = f" (from {source})" if source else ""
         super().__init__(
-            f"Unknown {kind} {value!r}. Choose one of: {', '.join(map(repr, self.choices))}."
+            f"Unknown {kind} {value!r}{where}. Choose one of: {', '.join(map(repr, self.choices))}."
         )
 
 
@@ -35,3 +44,7 @@ class PortInUse(PerflabError, OSError):
 
 class StaleSchema(PerflabError, RuntimeError):
     """Raise when the models and the migrations (or a database built from them) disagree."""
+
+
+class DiskFull(PerflabError, OSError):
+    """Raise when a database copy or build ran out of disk; the partial file is already gone."""

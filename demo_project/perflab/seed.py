@@ -9,6 +9,7 @@ with the driver's bulk path: ``executemany`` on SQLite, ``COPY`` on PostgreSQL. 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,13 +27,14 @@ __all__ = [
     "fill_review_counters",
     "generate",
     "get_scale",
+    "resolve_scale",
     "seed_database",
     "write_rows",
 ]
 
 # Bump when the generated data (or how a template is finished, e.g. ANALYZE) changes, so
 # template databases built before are rebuilt.
-SEED_VERSION = 4
+SEED_VERSION = 5
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 SPAN_SECONDS = 2 * 365 * 24 * 3600  # two years of history
@@ -78,12 +80,22 @@ SCALES: dict[str, Scale] = {
 }
 
 
-def get_scale(name: str) -> Scale:
-    """Return the Scale called ``name``, or explain which names exist."""
+def get_scale(name: str, *, source: str | None = None) -> Scale:
+    """Return the Scale called ``name``, or explain which names exist (and where it came from)."""
     try:
         return SCALES[name]
     except (KeyError, TypeError):
-        raise UnknownChoice("scale", name, list(SCALES)) from None
+        raise UnknownChoice("scale", name, list(SCALES), source=source) from None
+
+
+def resolve_scale(name: str | None = None) -> Scale:
+    """Return the scale asked for, else ``$PERFLAB_SCALE``, else small; name the variable if bad."""
+    if name:
+        return get_scale(name)
+    from_env = os.environ.get("PERFLAB_SCALE")
+    if from_env:
+        return get_scale(from_env, source="the PERFLAB_SCALE environment variable")
+    return get_scale("small")
 
 
 @dataclass
