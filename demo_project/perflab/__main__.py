@@ -13,7 +13,7 @@ __all__ = ["main"]
 def _cmd_seed(args: argparse.Namespace) -> int:
     from . import bootstrap, seed
 
-    scale = seed.get_scale(args.scale)
+    scale = seed.resolve_scale(args.scale)
     bootstrap._configure_django()
     bootstrap._check_migrations_match_models()
     started = time.perf_counter()
@@ -63,14 +63,14 @@ def _cmd_site(args: argparse.Namespace) -> int:
     from .errors import PortInUse
     from .paths import REPO_ROOT, state_dir
 
-    scale = seed.get_scale(args.scale)
+    scale = seed.resolve_scale(args.scale)
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", args.port))
         except OSError:
             raise PortInUse(
-                f"Port {args.port} on 127.0.0.1 is already in use (another runserver?). "
-                f"Stop it, or pick another port: python -m perflab site --port {args.port + 1}"
+                f"Port {args.port} on 127.0.0.1 is already in use (another `make site`?). "
+                f"Stop it, or pick another port: make site PORT={args.port + 1}"
             ) from None
     bootstrap._configure_django()
     bootstrap._check_migrations_match_models()
@@ -79,13 +79,53 @@ def _cmd_site(args: argparse.Namespace) -> int:
     target = state_dir("site") / f"site-{scale.name}.sqlite3"
     if args.fresh or not target.exists():
         shutil.copyfile(template, target)
+    password = _site_password(state_dir("site") / "admin-password")
+    _set_admin_password(target, password)
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{target}", "DJANGO_DEBUG": "1",
            "DJANGO_DEBUG_TOOLBAR": "1"}
-    print(f"Serving the shop ({scale.name}) with django-debug-toolbar at "
-          f"http://127.0.0.1:{args.port}/  (admin: admin / admin). Ctrl+C stops it.")
+    # flush: exec replaces this process, and a pipe's buffer (not a terminal) would be lost.
+    print(f"Serving the shop ({scale.name}) at http://127.0.0.1:{args.port}/\n"
+          f"Admin login: admin / {password}   (yours alone; the debug toolbar shows once "
+          f"you are logged in)\nCtrl+C stops it.", flush=True)
     manage = str(REPO_ROOT / "demo_project" / "manage.py")
     os.execvpe(sys.executable, [sys.executable, manage, "runserver", f"127.0.0.1:{args.port}"], env)
     return 0  # not reached
+
+
+def _site_password(path: Path) -> str:
+    """Return this learner's admin password for the site, made once and kept in a 0600 file.
+
+    Every local user can reach the site's port on a shared host: a password everyone knows
+    (admin / admin) would hand them the admin and the debug toolbar's panels.
+    """
+    try:
+        return path.read_text().strip() or _site_password_new(path)
+    except FileNotFoundError:
+        return _site_password_new(path)
+
+
+def _site_password_new(path: Path) -> str:
+    import os
+    import secrets
+
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    path.with_suffix(".tmp").replace(path)
+    return password
+
+
+def _set_admin_password(database: Path, password: str) -> None:
+    """Give the site copy's admin this learner's password (the template has none usable)."""
+    import sqlite3
+
+    from django.contrib.auth.hashers import make_password
+
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE auth_user SET password = ? WHERE username = 'admin'",
+                   (make_password(password),))
+    db.close()
 
 
 def _cmd_services(args: argparse.Namespace) -> int:
@@ -96,7 +136,13 @@ def _cmd_services(args: argparse.Namespace) -> int:
             print(record)
         return 0
     if args.action == "stop-all":
-        services.stop_all()
+        from . import shared_postgres
+
+        supervisor = shared_postgres.stop()
+        stopped = services.stop_recorded()
+        if supervisor is not None:
+            print(f"Stopped the shared PostgreSQL (supervisor pid {supervisor}).")
+        print(f"Stopped {len(stopped)} server(s)" + (f": pids {stopped}." if stopped else "."))
         return 0
     orphans = services.find_orphans()
     if orphans:
@@ -112,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("seed", help="build the template database for a scale (once)")
-    p.add_argument("--scale", default="small")
+    p.add_argument("--scale", help="tiny, small, default or large (default: $PERFLAB_SCALE, "
+                   "else small)")
     p.set_defaults(func=_cmd_seed)
 
     p = sub.add_parser("bench-seed", help="seeding rate: perflab vs raw executemany vs bulk_create")
@@ -126,12 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_notebooks)
 
     p = sub.add_parser("site", help="run the shop in a browser with django-debug-toolbar")
-    p.add_argument("--scale", default="small")
+    p.add_argument("--scale", help="default: $PERFLAB_SCALE or small")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--fresh", action="store_true", help="start again from the template")
     p.set_defaults(func=_cmd_site)
 
-    p = sub.add_parser("services", help="servers perflab started for this user")
+    p = sub.add_parser("services", help="servers perflab started for this user: list, "
+                       "stop-all (every one of them, whoever started it), check-orphans")
     p.add_argument("action", choices=["list", "stop-all", "check-orphans"])
     p.set_defaults(func=_cmd_services)
 
