@@ -8,10 +8,16 @@ DJANGO_DEBUG=1.
 from __future__ import annotations
 
 import importlib.util
+import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # demo_project/
 REPO_ROOT = BASE_DIR.parent
@@ -27,9 +33,10 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set. Set it to a long random string, e.g. "
-            "export DJANGO_SECRET_KEY=\"$(python -c 'import secrets; "
-            "print(secrets.token_urlsafe(50))')\", or set DJANGO_DEBUG=1 for local development."
+            "DJANGO_SECRET_KEY is not set. For local use, DJANGO_DEBUG=1 is enough (it uses a "
+            "fixed development key); anywhere else, set a long random key, e.g. "
+            "export DJANGO_SECRET_KEY=\"$(python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))')\""
         )
     SECRET_KEY = "django-insecure-dev-only-never-use-this-key-in-production"
 
@@ -43,6 +50,11 @@ DEBUG_TOOLBAR = (
     and importlib.util.find_spec("debug_toolbar") is not None
 )
 INTERNAL_IPS = ["127.0.0.1"]
+# On a shared host every local user can reach a loopback port, so an address proves nothing:
+# the toolbar (and its /__debug__/ views, whose History and Request panels show other requests'
+# cookies) is for a logged-in superuser only. Set even without the toolbar, so any settings
+# that install debug_toolbar later get the same gate.
+DEBUG_TOOLBAR_CONFIG = {"SHOW_TOOLBAR_CALLBACK": "config.toolbar.show_toolbar"}
 
 # --- Applications --------------------------------------------------------------------------
 
@@ -70,8 +82,11 @@ MIDDLEWARE = [
 
 if DEBUG_TOOLBAR:
     INSTALLED_APPS.append("debug_toolbar")
-    # First, so the toolbar sees the whole request (nothing here compresses responses).
-    MIDDLEWARE.insert(0, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    # Right after AuthenticationMiddleware: the toolbar asks its callback before calling the rest
+    # of the stack, and the callback needs request.user. The toolbar must come after anything
+    # that encodes the response body (GZipMiddleware); nothing before it here does.
+    _auth = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+    MIDDLEWARE.insert(_auth + 1, "debug_toolbar.middleware.DebugToolbarMiddleware")
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -94,9 +109,107 @@ TEMPLATES = [
 
 # --- Database and cache --------------------------------------------------------------------
 
-# DATABASE_URL examples: sqlite:////tmp/shop.sqlite3, postgres://user:pass@127.0.0.1:5432/shop
+# django-environ turns a URL it cannot use into an empty or half-filled dict (DATABASE_URL=garbage
+# gave DATABASES={"default": {}}, which `check` accepted) or a bare traceback, so each URL is
+# checked here and a bad one is refused in one line that names the variable and shows examples.
+
+# Accepted DATABASE_URL forms (a scheme in environ.Env.DB_SCHEMES, and a database name):
+#   sqlite:////abs/path/db.sqlite3                  four slashes: an absolute path
+#   postgres://user:pass@127.0.0.1:5432/shop        (postgresql:// and pgsql:// too)
+#   postgres://user@/shop?host=/path/to/socketdir   libpq's form for a Unix socket directory
+#   postgres:////path/to/socketdir/shop             django-environ's form for the same
+# Other query parameters (?conn_max_age=60, ?sslmode=...) become settings or OPTIONS.
+_DATABASE_URL_EXAMPLES = (
+    "sqlite:////abs/path/db.sqlite3",
+    "postgres://user@/dbname?host=/path/to/socketdir",
+)
+
+# Accepted CACHE_URL forms (a scheme in environ.Env.CACHE_SCHEMES):
+#   locmemcache://   dummycache://   filecache:///abs/path   dbcache://table_name
+#   pymemcache://127.0.0.1:11211     pymemcache:///path/to/memcached.sock   (a Unix socket)
+#   redis://127.0.0.1:6379/0         redis:///path/to/redis.sock?db=0       (a Unix socket)
+# Refused: pymemcache://unix:/path (django-environ keeps "unix:" and drops the path),
+# unix:///path/redis.sock (a redis-py location, not a cache URL), and memcache:// (its backend,
+# MemcachedCache, is gone from Django).
+_CACHE_URL_EXAMPLES = ("locmemcache://", "pymemcache:///path/to/memcached.sock")
+_MEMCACHED_SCHEMES = {"memcache", "pymemcache", "pylibmc"}
+
+
+def _redact(url: str) -> str:
+    """Mask the URL's password: the URL is about to be printed."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def _scheme(url: str) -> str:
+    # Not urlsplit(): it raises on some malformed URLs, and those should get the one-line error.
+    scheme, separator, _ = url.partition("://")
+    return scheme if separator else ""
+
+
+def _bad_url(variable: str, url: str, problem: str, examples: tuple[str, ...]) -> Exception:
+    return ImproperlyConfigured(
+        f"{variable}={_redact(url)!r} {problem}. Examples: {', '.join(examples)}"
+    )
+
+
+def _parse_url(
+    variable: str,
+    url: str,
+    parse: Callable[[str], dict[str, Any]],
+    examples: tuple[str, ...],
+) -> dict[str, Any]:
+    """Return django-environ's settings for the URL, refusing what it rejects or warns about."""
+    # Its warnings ("SQLite URL contains host component ..., it will be ignored") mean the URL
+    # does not say what its author meant, so they refuse the URL too.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        try:
+            return parse(url)
+        except (ValueError, UserWarning, ImproperlyConfigured) as exc:
+            raise _bad_url(variable, url, f"is not a usable URL ({exc})", examples) from None
+
+
+def _database_from_url(url: str) -> dict[str, Any]:
+    """Return Django's DATABASES entry for DATABASE_URL, or refuse it in one line."""
+    if _scheme(url) not in environ.Env.DB_SCHEMES:
+        problem = "has no known database scheme (sqlite, postgres, postgresql, pgsql, mysql, ...)"
+        raise _bad_url("DATABASE_URL", url, problem, _DATABASE_URL_EXAMPLES)
+    config = _parse_url("DATABASE_URL", url, environ.Env.db_url_config, _DATABASE_URL_EXAMPLES)
+    options = config.get("OPTIONS", {})
+    # libpq's ?host=/socket/dir (and ?port=) would stay in OPTIONS: psycopg honours it there,
+    # but dbshell and anything else that reads HOST would not see it.
+    for key in ("host", "port"):
+        if key in options and not config.get(key.upper()):
+            config[key.upper()] = options.pop(key)
+    if not config.get("NAME") and "service" not in options:
+        raise _bad_url("DATABASE_URL", url, "names no database", _DATABASE_URL_EXAMPLES)
+    return config
+
+
+def _cache_from_url(url: str) -> dict[str, Any]:
+    """Return Django's CACHES entry for CACHE_URL, or refuse it in one line."""
+    if _scheme(url) not in environ.Env.CACHE_SCHEMES:
+        problem = "has no known cache scheme (locmemcache, pymemcache, redis, filecache, ...)"
+        raise _bad_url("CACHE_URL", url, problem, _CACHE_URL_EXAMPLES)
+    config = _parse_url("CACHE_URL", url, environ.Env.cache_url_config, _CACHE_URL_EXAMPLES)
+    parts = urlsplit(url)  # safe: django-environ has just split it the same way
+    if parts.scheme in _MEMCACHED_SCHEMES and parts.netloc and parts.path.strip("/"):
+        problem = "has a host and a path (for a Unix socket, give only the path)"
+        raise _bad_url("CACHE_URL", url, problem, _CACHE_URL_EXAMPLES)
+    # django-environ still maps memcache:// to MemcachedCache, which Django 4.1 removed; without
+    # this, `check` and the first cache call end in a traceback instead.
+    try:
+        import_string(config["BACKEND"])
+    except ImportError:
+        problem = f"needs {config['BACKEND']}, which this Django does not have"
+        raise _bad_url("CACHE_URL", url, problem, _CACHE_URL_EXAMPLES) from None
+    return config
+
+
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    "default": _database_from_url(
+        env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+    ),
 }
 # A ?conn_max_age=N in DATABASE_URL wins; otherwise DJANGO_CONN_MAX_AGE (0: a new connection
 # per request, Django's default).
@@ -104,9 +217,8 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", d
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# CACHE_URL examples: locmemcache://, pymemcache://127.0.0.1:11211, redis://127.0.0.1:6379/0
 CACHES = {
-    "default": env.cache_url("CACHE_URL", default="locmemcache://"),
+    "default": _cache_from_url(env.str("CACHE_URL", default="locmemcache://")),
 }
 
 # --- Auth ----------------------------------------------------------------------------------
