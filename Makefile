@@ -13,7 +13,23 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-django61 site notebooks bench-seed lock clean
+.PHONY: help setup lab test test-django61 site notebooks bench-seed lock clean FORCE
+
+# A virtualenv made by another Python than the one asked for is rebuilt, not reused. "Asked
+# for" means PYTHON given on the command line or in the environment: without it, the existing
+# $(VENV) is kept whatever made it, so a plain `make lab` after `make lab PYTHON=python3.12` does
+# not flip it back to python3, and nothing is rebuilt unless someone names an interpreter.
+# Compared by major.minor: a patch release of the same Python keeps working in the same venv.
+python_version = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifneq ($(origin PYTHON),file)
+ifneq ($(wildcard $(BIN)/python),)
+VENV_PYTHON_VERSION := $(call python_version,$(BIN)/python)
+WANTED_PYTHON_VERSION := $(call python_version,$(PYTHON))
+ifneq ($(VENV_PYTHON_VERSION),$(WANTED_PYTHON_VERSION))
+REBUILD_VENV := 1
+endif
+endif
+endif
 
 help:
 	@echo "django-perf-workshop"
@@ -29,21 +45,25 @@ help:
 	@echo "  make clean       remove $(VENV)"
 	@echo
 	@echo "Variables: PYTHON=$(PYTHON) (3.11+), VENV=$(VENV); env PERFLAB_SCALE=tiny|small|default|large"
+	@echo "A PYTHON of another version than $(VENV)'s rebuilds $(VENV) (e.g. make lab PYTHON=python3.12)."
 
 # The virtualenv itself. Checked once, when it is created: a too-old Python stops here with a
-# message instead of failing later inside pip.
-$(BIN)/python:
+# message instead of failing later inside pip, and before a mismatched $(VENV) is removed.
+$(BIN)/python: $(if $(REBUILD_VENV),FORCE)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, "$(MIN_PYTHON)".split("."))))' \
 	  2>/dev/null || { \
 	  echo >&2 "error: '$(PYTHON)' is missing or older than Python $(MIN_PYTHON)" \
 	    "(found: $$($(PYTHON) --version 2>/dev/null || echo nothing))."; \
 	  echo >&2 "Install Python $(MIN_PYTHON)+ and run again, e.g. make $(or $(MAKECMDGOALS),lab) PYTHON=python3.12"; \
 	  exit 1; }
+	$(if $(REBUILD_VENV),@echo "note: $(VENV) uses Python $(or $(VENV_PYTHON_VERSION),?)" \
+	  "but PYTHON=$(PYTHON) is $(WANTED_PYTHON_VERSION): rebuilding $(VENV)"; rm -rf $(VENV))
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  echo >&2 "error: could not create $(VENV) (on Debian/Ubuntu: apt install python3-venv)"; exit 1; }
 
-# The pinned packages and the project (editable). Re-runs when the lock or pyproject changes.
-$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+# The pinned packages and the project (editable). Re-runs when the lock or pyproject changes,
+# or into a rebuilt virtualenv (make would otherwise go by the stamp it saw before the rebuild).
+$(STAMP): requirements.txt pyproject.toml $(if $(REBUILD_VENV),FORCE) | $(BIN)/python
 	@echo "Installing the pinned packages into $(VENV) (a while the first time)..."
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt -e .
 	@touch $@
@@ -107,3 +127,5 @@ lock: | $(BIN)/python
 
 clean:
 	rm -rf $(VENV) $(NEXT_VENV)
+
+FORCE:
