@@ -268,6 +268,8 @@ def test_stop_removes_the_servers_folder() -> None:
     svc.stop()
 
     assert not folder.exists()
+    svc.restart()  # a lesson may start it again later, at the same address
+    assert svc.running and folder.is_dir()
 
 
 @needs_memcached
@@ -294,6 +296,18 @@ def test_reaping_removes_run_folders_of_starts_that_never_finished() -> None:
 
     assert not stale.exists()
     assert fresh.exists()  # it may be a start under way in another kernel
+
+
+def test_reaping_removes_the_per_port_folders_older_perflabs_left(perflab_home: Path) -> None:
+    old = [perflab_home / "services" / f"{name}-{port}" for name, port in
+           [("memcached", 41234), ("redis", 38001)]]
+    for folder in old:
+        folder.mkdir(parents=True)
+        (folder / "memcached.log").write_text("old")
+
+    services.reap_orphans()
+
+    assert [folder for folder in old if folder.exists()] == []
 
 
 @needs_redis

@@ -167,12 +167,12 @@ class Lab:
         return fresh
 
     def summary(self) -> str:
-        where = self.database_settings["NAME"]
+        """Return one line about this lab (where its copy lives: ``database_settings``)."""
         how = "built the template and copied it" if self.built_template else "copied the template"
         return (
             f"Lab {self.name!r}: {self.database} at scale {self.scale.name!r} "
             f"({self.scale.products:,} products, {self.scale.reviews:,} reviews); "
-            f"{how} in {self.prepare_seconds:.2f} s; cache {self.cache!r}; database {where}"
+            f"{how} in {self.prepare_seconds:.2f} s; cache {self.cache!r}"
         )
 
     def __repr__(self) -> str:

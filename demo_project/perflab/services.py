@@ -276,7 +276,6 @@ class Service:
         self._token = _new_token()
         # One folder per start, removed at stop: the socket, the pid file and the log.
         self.run_dir = runtime_dir() / f"{self.name}-{self._token[-8:]}"
-        self.run_dir.mkdir(mode=0o700)
         self.log_path = self.run_dir / f"{self.name}.log"
         self._executor: _ServerExecutor | None = None
         self._record_path: Path | None = None
@@ -376,6 +375,7 @@ class Service:
         """Start the server process and wait until it answers, or raise with its log's tail."""
         account = self._run_as()
         prefix, popen_kwargs = _guard(self.stop_signal, account, strict=self.strict)
+        self.run_dir.mkdir(mode=0o700, exist_ok=True)  # again after a stop(): restart()
         self._prepare()
         records = state_dir("services", "running")
         self._record_path = records / f"{self.name}-{self._token[-8:]}.json"
@@ -568,7 +568,6 @@ class PostgresService(PostgresClient, Service):
         super().__init__(strict=strict)
         if _is_root():
             # The server runs as postgres, who can't enter root's runtime folder.
-            shutil.rmtree(self.run_dir, ignore_errors=True)
             self.run_dir = self.home / "run"
         self.log_path = self.home / "postgres.log"
         self.host = str(self.run_dir)
@@ -781,6 +780,9 @@ def _remove_run_dir(record: dict[str, Any]) -> None:
 
 def _remove_stray_run_dirs() -> None:
     """Remove run folders no record names (a start killed mid-way), once they are old enough."""
+    for old in state_dir("services").iterdir():  # one per start, from perflab before sockets
+        if re.fullmatch(r"(memcached|redis)-\d+", old.name):
+            shutil.rmtree(old, ignore_errors=True)
     named = {str(record.get("run_dir")) for _, record in _read_records()}
     now = time.time()
     for folder in runtime_dir().iterdir():
