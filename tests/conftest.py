@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 # Tests must never touch a learner's real templates, lab copies or servers. Set before any
 # perflab import so every module (and every kernel nbval starts) sees the same folder.
+_OWN_HOME = "PERFLAB_HOME" not in os.environ
 os.environ.setdefault("PERFLAB_HOME", tempfile.mkdtemp(prefix="perflab-tests-"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_what_the_tests_left_in_the_temp_dir(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Remove, after the run, the temp-dir folders the tests' state roots point to.
+
+    A state root with a long path (pytest's tmp_path) keeps its sockets in a randomly named
+    folder in the temp dir, and root's PostgreSQL lives in one too; pytest removes the roots,
+    not those. Only folders a test root names are removed, never a learner's own.
+    """
+    yield
+    home = Path(os.environ["PERFLAB_HOME"])
+    from perflab import services, shared_postgres
+
+    shared_postgres.stop()  # the lessons' shared server may still be in its grace period
+    services.stop_recorded()
+    for root in (tmp_path_factory.getbasetemp(), home):
+        for pointer in [*root.rglob("run-dir"), *root.rglob("postgres-home")]:
+            with contextlib.suppress(OSError):
+                folder = Path(pointer.read_text().strip())
+                if folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith(
+                    "perflab-"
+                ):
+                    shutil.rmtree(folder, ignore_errors=True)
+    if _OWN_HOME:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
