@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-django61 site notebooks bench-seed lock clean FORCE
+.PHONY: help setup lab test test-django61 site notebooks verify bench-seed lock clean FORCE
 
 # A virtualenv made by another Python than the one asked for is rebuilt, not reused. "Asked
 # for" means PYTHON given on the command line or in the environment: without it, the existing
@@ -39,6 +39,7 @@ help:
 	@echo "  make test-django61  the same tests on Django 6.1 (needs python3.12+, NEXT_PYTHON=...)"
 	@echo "  make site        run the shop in a browser with django-debug-toolbar (PORT=8000)"
 	@echo "  make notebooks   re-execute every notebook in place (committed outputs come from here)"
+	@echo "  make verify      re-run every notebook (not saved): do the committed ratios reproduce?"
 	@echo "  make bench-seed  compare seeding speed: toolkit vs executemany vs bulk_create"
 	@echo "  make lock        recompile requirements.txt from requirements.in (uv $(UV_VERSION))"
 	@echo "  make setup       only create $(VENV) and install the pinned packages"
@@ -116,6 +117,10 @@ test-django61:
 
 notebooks: $(STAMP)
 	$(BIN)/python -m perflab notebooks
+
+# Re-run the lessons without saving and check every committed ratio against today's.
+verify: $(STAMP)
+	$(BIN)/python -m perflab verify
 
 bench-seed: $(STAMP)
 	$(BIN)/python -m perflab bench-seed

@@ -125,24 +125,123 @@ def test_measure_times_every_repeat_and_reports_the_median(
 ) -> None:
     clock = FakeClock()
     monkeypatch.setattr(measure_module, "perf_counter", clock)
-    durations = iter([99.0, 5.0, 1.0, 3.0, 2.0, 40.0])  # the first is the warmup run
+    # The warmup, then the captured run, then five rounds (each long enough: no looping).
+    durations = iter([99.0, 50.0, 30.0, 26.0, 40.0, 28.0, 90.0])
 
     m = measure("timed", lambda: clock.tick(next(durations)), repeat=5, warmup=1)
 
-    assert m.times_ms == pytest.approx([5.0, 1.0, 3.0, 2.0, 40.0])
-    assert m.median_ms == pytest.approx(3.0)
-    assert m.spread_ms == pytest.approx((1.0, 40.0))
+    assert m.times_ms == pytest.approx([30.0, 26.0, 40.0, 28.0, 90.0])
+    assert m.median_ms == pytest.approx(30.0)
+    assert m.spread_ms == pytest.approx((26.0, 90.0))
+    assert m.loops == 1
 
 
-def test_measure_captures_queries_on_the_first_timed_run_only(connection: Any) -> None:
-    calls = iter(range(1, 100))
+def test_fast_calls_are_looped_until_a_round_lasts_long_enough(
+    connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(measure_module, "perf_counter", clock)
+    calls = []
 
-    m = measure("first", lambda: fetch_name(connection, next(calls)), repeat=3, warmup=1)
+    def one_ms() -> None:
+        calls.append(1)
+        clock.tick(1.0)
 
-    # Call 1 is the warmup, call 2 the first timed run; calls 3 and 4 are timed only.
-    assert [tuple(q.params) for q in m.queries] == [(2,)]
+    m = measure("fast", one_ms, repeat=3, warmup=1)
+
+    assert m.loops == measure_module.MIN_ROUND_MS  # 25 calls of 1 ms make a round
+    assert m.times_ms == pytest.approx([1.0, 1.0, 1.0])  # per call, not per round
+    # warmup + captured + one clean call to calibrate + 3 rounds of 25
+    assert len(calls) == 3 + 3 * 25
+
+
+def test_measure_captures_queries_in_a_run_of_their_own(connection: Any) -> None:
+    calls = iter(range(1, 10_000))
+
+    m = measure("first", lambda: fetch_name(connection, 1 + next(calls) % 5), repeat=3, warmup=1)
+
+    # Call 1 is the warmup; call 2 is captured (pk 3), and the clock never saw it.
+    assert [tuple(q.params) for q in m.queries] == [(3,)]
     assert len(m.times_ms) == 3
-    assert m.result == "row 4"
+
+
+def test_a_one_shot_measurement_runs_once_and_times_its_captured_run(connection: Any) -> None:
+    calls = []
+
+    m = measure("once", lambda: calls.append(fetch_name(connection, 1)), repeat=1, warmup=0)
+
+    assert len(calls) == 1
+    assert m.query_count == 1 and len(m.times_ms) == 1 and m.loops == 1
+
+
+def test_the_garbage_collector_is_off_inside_timed_rounds_unless_asked(connection: Any) -> None:
+    import gc
+
+    seen: list[bool] = []
+    measure("gc off", lambda: seen.append(gc.isenabled()), repeat=2, warmup=1)
+    assert seen[:3] == [True, True, True]  # warmup, captured run, calibration: all untimed
+    assert set(seen[3:]) == {False}
+    assert gc.isenabled()
+
+    seen.clear()
+    measure("gc on", lambda: seen.append(gc.isenabled()), repeat=2, warmup=1, gc=True)
+    assert set(seen) == {True}
+
+
+def test_the_cpu_timer_does_not_count_waiting(connection: Any) -> None:
+    import time
+
+    wall = measure("sleep, wall", lambda: time.sleep(0.03), repeat=2, warmup=1)
+    cpu = measure("sleep, cpu", lambda: time.sleep(0.03), repeat=2, warmup=1, timer="cpu")
+
+    assert wall.median_ms >= 29
+    assert cpu.median_ms < 5
+
+
+def test_an_unknown_timer_lists_the_choices(connection: Any) -> None:
+    with pytest.raises(UnknownChoice, match="'wall', 'cpu'"):
+        measure("x", lambda: None, timer="gpu")
+
+
+def test_compare_times_its_candidates_again_interleaved(connection: Any) -> None:
+    order: list[str] = []
+    slow = measure("slow", lambda: order.append("a") or sum(range(300_000)), repeat=4)
+    fast = measure("fast", lambda: order.append("b") or sum(range(100_000)), repeat=4)
+    order.clear()
+
+    cmp = compare(slow, fast, chart=False)
+
+    runs = [order[i] for i in range(len(order)) if i == 0 or order[i] != order[i - 1]]
+    # a|b, b|a, a|b, b|a: five runs of one name, where "all of one first" would make two.
+    assert runs == ["a", "b", "a", "b", "a"]
+    assert slow.interleaved and fast.interleaved
+    assert len(slow.times_ms) == len(fast.times_ms) == 4
+    assert cmp.speedup(fast) > 1
+
+
+def test_compare_leaves_a_one_shot_measurement_alone(connection: Any) -> None:
+    calls: list[int] = []
+    once = measure("miss", lambda: calls.append(1), repeat=1, warmup=0)
+    hit = measure("hit", lambda: None)
+
+    compare(once, hit, chart=False)
+
+    assert calls == [1] and not once.interleaved
+
+
+def test_comparisons_and_sentences_carry_their_ratios_for_verify() -> None:
+    slow = measurement("slow", queries=3, times_ms=[30.0])
+    fast = measurement("fast", queries=1, times_ms=[10.0])
+    cmp = compare(slow, fast, title="a title", chart=False, tolerance=0.5)
+
+    _, metadata = cmp._repr_mimebundle_()
+    data, sentence_metadata = cmp.sentence("fast")._repr_mimebundle_()
+
+    expected = {"comparison": "a title", "baseline": "slow", "ratios": {"fast": 3.0},
+                "tolerance": 0.5}
+    assert metadata == {"perflab": [expected]}
+    assert sentence_metadata == {"perflab": [expected]}
+    assert data["text/markdown"].startswith("fast is about 3 times faster than slow")
 
 
 def test_measure_propagates_an_exception_from_the_function(connection: Any) -> None:
@@ -631,3 +730,17 @@ def test_compare_adds_a_memory_column_when_measured() -> None:
 def test_format_bytes_reads_like_a_person_writes_sizes() -> None:
     sizes = [None, 812, 3482, 12 * 2**20 + 100_000, 3 * 2**30]
     assert [format_bytes(s) for s in sizes] == ["-", "812 B", "3.4 KiB", "12.1 MiB", "3.0 GiB"]
+
+
+def test_sentences_joined_with_plus_keep_every_record() -> None:
+    slow = measurement("slow", queries=1, times_ms=[30.0])
+    fast = measurement("fast", queries=1, times_ms=[10.0])
+    faster = measurement("faster", queries=1, times_ms=[5.0])
+    cmp = compare(slow, fast, faster, chart=False)
+
+    joined = cmp.sentence("fast") + "  \n" + cmp.sentence("faster")
+    both = cmp.sentences()
+
+    assert [r["ratios"] for r in joined.records] == [{"fast": 3.0}, {"faster": 6.0}]
+    assert str(both) == str(joined)
+    assert both.records[0]["ratios"] == {"fast": 3.0, "faster": 6.0}

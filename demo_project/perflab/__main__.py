@@ -54,6 +54,17 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from . import notebooks, verify
+
+    paths = [Path(p).resolve() for p in args.paths] or notebooks.lesson_paths()
+    drifts, errors = verify.check_lessons(paths, scale=args.scale)
+    print(verify.format_table(drifts))
+    for error in errors:
+        print(f"error: {error}")
+    return 0 if not errors and all(d.held for d in drifts) else 1
+
+
 def _cmd_site(args: argparse.Namespace) -> int:
     import os
     import shutil
@@ -171,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default="small")
     p.add_argument("--no-execute", action="store_true", help="only update navigation")
     p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("verify", help="re-run lessons (not saved) and check that every committed "
+                       "ratio reproduces within its tolerance")
+    p.add_argument("paths", nargs="*", help="only these notebooks (default: all lessons)")
+    p.add_argument("--scale", default="small")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("site", help="run the shop in a browser with django-debug-toolbar")
     p.add_argument("--scale", help="default: $PERFLAB_SCALE or small")

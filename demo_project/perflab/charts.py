@@ -49,12 +49,15 @@ def _finish(fig: Figure, plt: Any) -> Figure:
     return fig
 
 
-def show(fig: Figure) -> None:
-    """Display ``fig`` inline when running under IPython; do nothing in scripts and tests."""
+def show(fig: Figure, *, metadata: dict[str, Any] | None = None) -> None:
+    """Display ``fig`` inline when running under IPython; do nothing in scripts and tests.
+
+    ``metadata`` goes into the output beside the picture (a comparison's ratios, say).
+    """
     if _in_ipython():
         from IPython.display import display
 
-        display(fig)
+        display(fig, metadata=metadata)
 
 
 def bar_chart(

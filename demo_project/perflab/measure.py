@@ -2,13 +2,19 @@
 
 Modelled on django-debug-toolbar's SQL panel (count, similar and duplicate groups, elided select
 lists, EXPLAIN per vendor) and django-perf-rec (small, typed, keyword-only). Counts are facts a
-notebook can check; timings are medians of repeated runs, reported with their min-max range.
+notebook can check; timings are medians of repeated rounds, reported with their min-max range.
+
+The timing method is timeit's and pyperf's: the garbage collector is off inside timed rounds,
+a fast call is looped until a round lasts long enough for the clock, the queries are captured
+in a run of their own (capturing costs time), and ``compare`` times its candidates again,
+interleaved round by round, so a machine that speeds up or slows down meanwhile shifts them
+all alike. Every comparison records its ratios in its output's metadata, for ``perflab verify``.
 """
 
 from __future__ import annotations
 
 import ast
-import gc
+import gc as gc_module
 import html
 import math
 import re
@@ -18,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from time import perf_counter
+from time import perf_counter, process_time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -33,12 +39,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "TIMERS",
+    "TOLERANCE",
     "CapturedQuery",
     "Comparison",
     "ComparisonRow",
     "Explain",
     "Measurement",
     "QueryGroup",
+    "Sentence",
     "compare",
     "elide",
     "explain",
@@ -54,6 +63,15 @@ __all__ = [
 
 DEFAULT_REPEAT = 5
 DEFAULT_WARMUP = 1
+#: A timed round lasts at least this long: a faster call is looped within the round (timeit's
+#: autorange), so the clock's resolution and one-off hiccups stop mattering.
+MIN_ROUND_MS = 25.0
+_MAX_LOOPS = 100_000
+#: "wall": time.perf_counter, what a user waits. "cpu": time.process_time, this process's CPU
+#: only, steadier when the work is pure Python and the machine is shared.
+TIMERS = ("wall", "cpu")
+#: How far a ratio may drift between two runs of a lesson before `perflab verify` calls it out.
+TOLERANCE = 0.30
 
 #: Measurements made by the ``%%measure`` cell magic, by label, so ``compare("a", "b")`` works.
 results: dict[str, Measurement] = {}
@@ -192,9 +210,10 @@ class _QueryRecorder:
 class Measurement:
     """Hold the queries and timings of one piece of code; also a ``with`` block that fills it.
 
-    ``queries`` come from the first timed run only; ``times_ms`` has one entry per timed run.
-    The spread is the min-max range (``min_ms``, ``max_ms``): with five runs it is more honest
-    than a standard deviation, and it is what the chart's error bars show.
+    ``queries`` come from one run; ``times_ms`` has one entry per timed round: the time of one
+    call, averaged over the ``loops`` calls of that round. The spread is the min-max range
+    (``min_ms``, ``max_ms``): with five rounds it is more honest than a standard deviation, and
+    it is what the chart's error bars show.
     """
 
     label: str
@@ -205,6 +224,11 @@ class Measurement:
     using: str = "default"
     result: Any = None
     peak_bytes: int | None = None
+    loops: int = 1
+    timer: str = "wall"
+    gc_enabled: bool = False
+    interleaved: bool = False
+    func: Callable[[], Any] | None = field(default=None, repr=False)
     _stack: ExitStack | None = field(default=None, init=False, repr=False)
     _recording: _Recording | None = field(default=None, init=False, repr=False)
     _start: float = field(default=0.0, init=False, repr=False)
@@ -406,12 +430,18 @@ def measure(
     warmup: int | None = None,
     using: str = "default",
     memory: bool = False,
+    timer: str = "wall",
+    gc: bool = False,
 ) -> Measurement:
     """Run ``func`` repeatedly and return its queries and timings, so claims rest on numbers.
 
     With ``func``: ``warmup`` untimed runs (default 1: connection, caches and imports warm up),
-    then ``repeat`` timed runs (default 5). Queries are captured on the first timed run only:
-    capturing costs a little per query, and the median of the runs ignores that one slower run.
+    one run with the queries captured, then ``repeat`` timed rounds (default 5), each looping
+    the call until it lasts ``MIN_ROUND_MS``, with the garbage collector off (``gc=True`` keeps
+    it on, where allocation is the lesson). ``timer="cpu"`` counts this process's CPU time.
+    With ``warmup=0`` the function may change state (an insert, a cache miss): then the first
+    timed run is the captured one and nothing is looped.
+
     Without ``func``, return a Measurement to use as ``with measure("naive") as m:``; the block
     runs once, captured and timed.
 
@@ -429,29 +459,99 @@ def measure(
     warmup = DEFAULT_WARMUP if warmup is None else warmup
     if repeat < 1 or warmup < 0:
         raise PerflabError(f"repeat must be >= 1 and warmup >= 0 (got {repeat}, {warmup}).")
+    clock = _clock(timer)
 
     result: Any = None
     for _ in range(warmup):
         result = func()
-    times_ms: list[float] = []
-    with _capture(using) as recording:
-        start = perf_counter()
-        result = func()
-        times_ms.append((perf_counter() - start) * 1000)
-    for _ in range(repeat - 1):
-        start = perf_counter()
-        result = func()
-        times_ms.append((perf_counter() - start) * 1000)
+    if warmup:
+        # Capturing costs time per query: the captured run is kept away from the clock.
+        with _capture(using) as recording:
+            start = perf_counter()
+            result = func()
+            captured_ms = (perf_counter() - start) * 1000
+        loops = _loops_for(func, captured_ms)
+        times_ms, result = _timed_rounds([(func, loops)], repeat, clock, gc_on=gc)
+        times = times_ms[0]
+    else:
+        loops = 1
+        with _capture(using) as recording:
+            start = clock()
+            result = func()
+            first_ms = (clock() - start) * 1000
+        rest, last = _timed_rounds([(func, 1)], repeat - 1, clock, gc_on=gc)
+        times = [first_ms, *rest[0]]
+        result = last if repeat > 1 else result
     return Measurement(
         label=label,
         queries=recording.queries(),
-        times_ms=times_ms,
+        times_ms=times,
         repeat=repeat,
         warmup=warmup,
         using=using,
         result=result,
         peak_bytes=peak_memory(func) if memory else None,
+        loops=loops,
+        timer=timer,
+        gc_enabled=gc,
+        func=func,
     )
+
+
+def _clock(timer: str) -> Callable[[], float]:
+    if timer not in TIMERS:
+        raise UnknownChoice("timer", timer, TIMERS)
+    return perf_counter if timer == "wall" else process_time
+
+
+def _loops_for(func: Callable[[], Any], first_ms: float) -> int:
+    """Return how many calls make a round last MIN_ROUND_MS (timeit's autorange, in short).
+
+    Counted on the wall clock whatever the timer: a call that mostly waits uses little CPU,
+    and looping it until its CPU time adds up would take forever.
+    """
+    if first_ms >= MIN_ROUND_MS:
+        return 1
+    # The captured run paid for the capture: time one clean call before deciding.
+    start = perf_counter()
+    func()
+    one_ms = (perf_counter() - start) * 1000
+    if one_ms >= MIN_ROUND_MS:
+        return 1
+    return min(_MAX_LOOPS, math.ceil(MIN_ROUND_MS / max(one_ms, 1e-4)))
+
+
+def _timed_rounds(
+    candidates: Sequence[tuple[Callable[[], Any], int]],
+    rounds: int,
+    clock: Callable[[], float],
+    *,
+    gc_on: bool,
+) -> tuple[list[list[float]], Any]:
+    """Time each (func, loops) ``rounds`` times, interleaved; return ms per call, and a result.
+
+    Each round runs every candidate once, a different one first each time, so a machine that
+    warms up or gets busy during the measurement shifts all candidates alike.
+    """
+    times: list[list[float]] = [[] for _ in candidates]
+    result: Any = None
+    was_enabled = gc_module.isenabled()
+    if not gc_on:
+        gc_module.collect()  # garbage from earlier cells must not be collected on our clock
+        gc_module.disable()
+    try:
+        for number in range(rounds):
+            for offset in range(len(candidates)):
+                index = (number + offset) % len(candidates)
+                func, loops = candidates[index]
+                start = clock()
+                for _ in range(loops):
+                    result = func()
+                times[index].append((clock() - start) * 1000 / loops)
+    finally:
+        if was_enabled:
+            gc_module.enable()
+    return times, result
 
 
 def peak_memory(func: Callable[[], Any]) -> int:
@@ -464,7 +564,7 @@ def peak_memory(func: Callable[[], Any]) -> int:
     if not was_tracing:
         tracemalloc.start()
     try:
-        gc.collect()
+        gc_module.collect()
         tracemalloc.reset_peak()
         before, _ = tracemalloc.get_traced_memory()
         func()
@@ -530,11 +630,13 @@ class Comparison:
         baseline: Measurement,
         title: str | None = None,
         figure: Figure | None = None,
+        tolerance: float = TOLERANCE,
     ) -> None:
         self.measurements = list(measurements)
         self.baseline = baseline
         self.title = title
         self.figure = figure
+        self.tolerance = tolerance
 
     @property
     def rows(self) -> list[ComparisonRow]:
@@ -565,8 +667,30 @@ class Comparison:
         """Return baseline median / this median: above 1 is faster, below 1 is slower."""
         return _ratio(self.baseline.median_ms, self._find(which).median_ms)
 
-    def sentence(self, which: str | Measurement) -> str:
-        """Return a sentence comparing ``which`` to the baseline, so prose never hard-codes it."""
+    def record(self, *which: str | Measurement) -> dict[str, Any]:
+        """Return the ratios as data (all, or those of ``which``), for ``perflab verify``."""
+        chosen = [self._find(w) for w in which] or [
+            m for m in self.measurements if m is not self.baseline
+        ]
+        return {
+            "comparison": self.title or " vs ".join(m.label for m in self.measurements),
+            "baseline": self.baseline.label,
+            "ratios": {m.label: round(self.speedup(m), 4) for m in chosen},
+            "tolerance": self.tolerance,
+        }
+
+    def sentence(self, which: str | Measurement) -> Sentence:
+        """Return a sentence comparing ``which`` to the baseline; it displays as Markdown."""
+        return Sentence(self._sentence_text(which), [self.record(which)])
+
+    def sentences(self, *which: str | Measurement) -> Sentence:
+        """Return one sentence per measurement (default: all but the baseline), one per line."""
+        chosen = which or tuple(m for m in self.measurements if m is not self.baseline)
+        return Sentence(
+            "  \n".join(self._sentence_text(w) for w in chosen), [self.record(*chosen)]
+        )
+
+    def _sentence_text(self, which: str | Measurement) -> str:
         m = self._find(which)
         ratio = self.speedup(m)
         if m.query_count == self.baseline.query_count:
@@ -613,6 +737,14 @@ class Comparison:
     def __repr__(self) -> str:
         return f"<Comparison of {', '.join(repr(m.label) for m in self.measurements)}>"
 
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        return (
+            {"text/html": self._repr_html_(), "text/plain": str(self)},
+            {"perflab": [self.record()]},
+        )
+
     def _repr_html_(self) -> str:
         e = html.escape
         caption = f"<caption>{e(self.title)}</caption>" if self.title else ""
@@ -630,6 +762,35 @@ class Comparison:
             + ("<th>peak memory</th>" if memory else "")
             + f"</tr></thead><tbody>{body}</tbody></table>"
         )
+
+
+class Sentence(str):
+    """Hold prose rendered from a measurement: it shows as Markdown and carries its ratios."""
+
+    records: list[dict[str, Any]]
+
+    def __new__(cls, text: str, records: list[dict[str, Any]]) -> Sentence:
+        sentence = super().__new__(cls, text)
+        sentence.records = records
+        return sentence
+
+    def __add__(self, other: str) -> Sentence:
+        return Sentence(str(self) + str(other), self.records + _records_of(other))
+
+    def __radd__(self, other: str) -> Sentence:
+        return Sentence(str(other) + str(self), _records_of(other) + self.records)
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        return {"text/markdown": str(self), "text/plain": str(self)}, {"perflab": self.records}
+
+
+def _records_of(text: str) -> list[dict[str, Any]]:
+    return list(text.records) if isinstance(text, Sentence) else []
 
 
 def _speedup_cell(row: ComparisonRow) -> str:
@@ -654,11 +815,17 @@ def compare(
     baseline: Measurement | str | None = None,
     title: str | None = None,
     chart: bool = True,
+    interleave: bool = True,
+    tolerance: float = TOLERANCE,
 ) -> Comparison:
     """Return a table (and chart) of measurements against a baseline, default the first one.
 
-    Strings are looked up in ``results`` (filled by ``%%measure``). With ``chart=True`` the bar
-    chart is drawn, kept on ``.figure``, and shown inline when running under IPython.
+    Strings are looked up in ``results`` (filled by ``%%measure``). With ``interleave`` (the
+    default), the measurements that can be run again (a function, warmed up, several rounds)
+    are timed again together, round by round, and those times replace their own. With
+    ``chart=True`` the bar chart is drawn, kept on ``.figure``, and shown inline under IPython.
+    ``tolerance`` is how far a re-run's ratios may drift (``perflab verify``): a measurement
+    that can't hold the default (a load test on shared cores) declares its own.
     """
     if not measurements:
         raise PerflabError("compare() needs at least one measurement.")
@@ -666,13 +833,34 @@ def compare(
     base = resolved[0] if baseline is None else _resolve(baseline)
     if all(m is not base for m in resolved):
         resolved.insert(0, base)
-    figure = None
+    if interleave:
+        _interleave(resolved)
+    comparison = Comparison(resolved, baseline=base, title=title, tolerance=tolerance)
     if chart:
         from perflab import charts
 
-        figure = charts.bar_chart(resolved, title=title, baseline=base)
-        charts.show(figure)
-    return Comparison(resolved, baseline=base, title=title, figure=figure)
+        comparison.figure = charts.bar_chart(resolved, title=title, baseline=base)
+        charts.show(comparison.figure, metadata={"perflab": [comparison.record()]})
+    return comparison
+
+
+def _interleave(measurements: Sequence[Measurement]) -> None:
+    """Time again, round by round, the measurements whose function can simply be run again."""
+    again = [
+        m for m in dict.fromkeys(measurements)  # a measurement listed twice is timed once
+        if m.func is not None and m.warmup >= 1 and m.repeat >= 2
+    ]
+    if len(again) < 2 or len({m.timer for m in again}) > 1:
+        return
+    times, _ = _timed_rounds(
+        [(m.func, m.loops) for m in again if m.func is not None],
+        max(m.repeat for m in again),
+        _clock(again[0].timer),
+        gc_on=any(m.gc_enabled for m in again),
+    )
+    for m, measured in zip(again, times, strict=True):
+        m.times_ms = measured
+        m.interleaved = True
 
 
 # --- EXPLAIN ------------------------------------------------------------------------------------

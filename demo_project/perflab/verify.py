@@ -1,0 +1,124 @@
+"""Check that a lesson's committed ratios reproduce: run it again, compare comparison by comparison.
+
+Every ``compare`` records its ratios in its output's metadata (``"perflab"``), with the
+tolerance it declares (±30% by default). ``python -m perflab verify`` re-executes the lessons
+without saving them, reads the same records from the fresh run, and prints a table of the
+committed ratio, today's, the drift and the tolerance. Recorded figures (``"recorded": true``,
+from another machine or version) are not this run's to reproduce, so they are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .measure import TOLERANCE, format_ratio
+
+__all__ = ["Drift", "check_lessons", "format_table", "ratio_records"]
+
+#: (cell index, comparison, candidate) -> (ratio, tolerance)
+Records = dict[tuple[int, str, str], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Hold one ratio as committed and as measured again, and whether it held."""
+
+    lesson: str
+    cell: int
+    comparison: str
+    label: str
+    committed: float
+    now: float | None
+    tolerance: float
+
+    @property
+    def drift(self) -> float:
+        """Return how far today's ratio moved, as a fraction of the committed one."""
+        if self.now is None or not self.committed:
+            return math.inf
+        return abs(self.now - self.committed) / self.committed
+
+    @property
+    def held(self) -> bool:
+        """Return True when the ratio reproduced within its tolerance."""
+        return self.drift <= self.tolerance
+
+
+def ratio_records(notebook: Mapping[str, Any]) -> Records:
+    """Return every ratio a notebook's outputs recorded, keyed by cell, comparison and label."""
+    found: Records = {}
+    for index, cell in enumerate(notebook.get("cells", [])):
+        for output in cell.get("outputs", []):
+            for record in output.get("metadata", {}).get("perflab", []):
+                if record.get("recorded"):
+                    continue
+                tolerance = float(record.get("tolerance", TOLERANCE))
+                for label, ratio in record.get("ratios", {}).items():
+                    key = (index, str(record.get("comparison", "")), str(label))
+                    found.setdefault(key, (float(ratio), tolerance))
+    return found
+
+
+def compare_records(lesson: str, committed: Records, now: Records) -> list[Drift]:
+    """Return one Drift per committed ratio; a ratio the new run lacks has ``now=None``."""
+    drifts = []
+    for key, (ratio, tolerance) in committed.items():
+        again = now.get(key)
+        cell, comparison, label = key
+        drifts.append(Drift(lesson, cell, comparison, label, ratio,
+                            None if again is None else again[0], tolerance))
+    return drifts
+
+
+def check_lessons(paths: Iterable[Path], *, scale: str = "small") -> tuple[list[Drift], list[str]]:
+    """Re-run each lesson (outputs not saved); return its drifts and any cell errors."""
+    from .notebooks import execute_notebook
+
+    drifts: list[Drift] = []
+    errors: list[str] = []
+    for path in paths:
+        committed = ratio_records(json.loads(path.read_text(encoding="utf-8")))
+        report = execute_notebook(path, scale=scale, write=False)
+        errors += [f"{path.name}: {error}" for error in report.errors]
+        drifts += compare_records(path.stem, committed, ratio_records(report.notebook))
+    return drifts, errors
+
+
+def format_table(drifts: list[Drift]) -> str:
+    """Return the drift table: lesson, comparison, candidate, committed, now, drift, tolerance."""
+    header = ("lesson", "comparison", "candidate", "committed", "now", "drift", "tolerance", "")
+    rows = [header] + [
+        (
+            d.lesson[:2],
+            _cut(d.comparison, 38),
+            _cut(d.label, 30),
+            _times(d.committed),
+            "missing" if d.now is None else _times(d.now),
+            "-" if math.isinf(d.drift) else f"{d.drift:.0%}",
+            f"±{d.tolerance:.0%}",
+            "ok" if d.held else "OVER",
+        )
+        for d in drifts
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    held = sum(d.held for d in drifts)
+    lines.append(f"{held} of {len(drifts)} ratios reproduced within their tolerance.")
+    return "\n".join(lines)
+
+
+def _times(ratio: float) -> str:
+    # As the lessons say it: 3.2x faster, or 1.4x slower.
+    if ratio >= 1:
+        return f"{format_ratio(ratio)}x faster"
+    return f"{format_ratio(1 / ratio)}x slower" if ratio > 0 else "-"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
