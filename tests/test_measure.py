@@ -209,7 +209,7 @@ def test_compare_times_its_candidates_again_interleaved(connection: Any) -> None
     fast = measure("fast", lambda: order.append("b") or sum(range(100_000)), repeat=4)
     order.clear()
 
-    cmp = compare(slow, fast, chart=False)
+    cmp = compare(slow, fast, chart=False, interleave=True)
 
     runs = [order[i] for i in range(len(order)) if i == 0 or order[i] != order[i - 1]]
     # a|b, b|a, a|b, b|a: five runs of one name, where "all of one first" would make two.
@@ -223,10 +223,23 @@ def test_compare_leaves_a_one_shot_measurement_alone(connection: Any) -> None:
     calls: list[int] = []
     once = measure("miss", lambda: calls.append(1), repeat=1, warmup=0)
     hit = measure("hit", lambda: None)
+    other = measure("other hit", lambda: None)
 
-    compare(once, hit, chart=False)
+    compare(once, hit, other, chart=False, interleave=True)
 
-    assert calls == [1] and not once.interleaved
+    assert calls == [1] and not once.interleaved and hit.interleaved
+
+
+def test_compare_times_nothing_again_unless_asked(connection: Any) -> None:
+    # An index added between two measurements, say: running the first again would use it.
+    calls: list[str] = []
+    before = measure("before", lambda: calls.append("before"))
+    after = measure("after", lambda: calls.append("after"))
+    calls.clear()
+
+    compare(before, after, chart=False)
+
+    assert calls == [] and not before.interleaved
 
 
 def test_comparisons_and_sentences_carry_their_ratios_for_verify() -> None:

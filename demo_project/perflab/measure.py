@@ -6,9 +6,10 @@ notebook can check; timings are medians of repeated rounds, reported with their 
 
 The timing method is timeit's and pyperf's: the garbage collector is off inside timed rounds,
 a fast call is looped until a round lasts long enough for the clock, the queries are captured
-in a run of their own (capturing costs time), and ``compare`` times its candidates again,
-interleaved round by round, so a machine that speeds up or slows down meanwhile shifts them
-all alike. Every comparison records its ratios in its output's metadata, for ``perflab verify``.
+in a run of their own (capturing costs time), and ``compare(..., interleave=True)`` times
+independent candidates again, round by round, so a machine that speeds up or slows down
+meanwhile shifts them all alike. Every comparison records its ratios in its output's
+metadata, for ``perflab verify``.
 """
 
 from __future__ import annotations
@@ -815,15 +816,17 @@ def compare(
     baseline: Measurement | str | None = None,
     title: str | None = None,
     chart: bool = True,
-    interleave: bool = True,
+    interleave: bool = False,
     tolerance: float = TOLERANCE,
 ) -> Comparison:
     """Return a table (and chart) of measurements against a baseline, default the first one.
 
-    Strings are looked up in ``results`` (filled by ``%%measure``). With ``interleave`` (the
-    default), the measurements that can be run again (a function, warmed up, several rounds)
-    are timed again together, round by round, and those times replace their own. With
-    ``chart=True`` the bar chart is drawn, kept on ``.figure``, and shown inline under IPython.
+    Strings are looked up in ``results`` (filled by ``%%measure``). With ``interleave=True``,
+    the measurements that can be run again (a function, warmed up, several rounds) are timed
+    again together, round by round, and those times replace their own. Ask for it only when
+    each candidate runs the same in the state the others leave: not across an index added
+    between two measurements, a setting changed, or a cache warmed. With ``chart=True`` the
+    bar chart is drawn, kept on ``.figure``, and shown inline under IPython.
     ``tolerance`` is how far a re-run's ratios may drift (``perflab verify``): a measurement
     that can't hold the default (a load test on shared cores) declares its own.
     """
