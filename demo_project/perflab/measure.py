@@ -21,7 +21,7 @@ import math
 import re
 import statistics
 import tracemalloc
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -152,16 +152,6 @@ def _params_key(params: Any) -> str:
     return repr(params)
 
 
-def _render_fallback(sql: str, params: Any) -> str:
-    """Render ``sql`` with ``params`` roughly, for the rare query missing from Django's log."""
-    if params is None:
-        return sql
-    try:
-        return sql % tuple(repr(p) for p in params)
-    except (TypeError, ValueError):
-        return f"{sql} -- params: {params!r}"
-
-
 # --- Measurement --------------------------------------------------------------------------------
 
 
@@ -188,15 +178,28 @@ class QueryGroup(NamedTuple):
     count: int
 
 
-class _QueryRecorder:
-    """Record raw sql/params/many per query; Django's log keeps only the rendered string."""
+_TRANSACTION_STATEMENTS = ("BEGIN", "COMMIT", "ROLLBACK")
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any, bool, float]] = []
+
+class _Recording:
+    """Record every statement a connection sends inside a block, rendered as Django logs it.
+
+    What counts is what Django's ``assertNumQueries`` counts: every statement sent through a
+    cursor (savepoints, and ``BEGIN`` on SQLite), plus the ``BEGIN``, ``COMMIT`` and
+    ``ROLLBACK`` Django logs for a transaction it opens or ends through the driver. The SQL is
+    rendered with the backend's own ``last_executed_query``, as django-debug-toolbar does, never
+    read back from ``connection.queries``, whose log keeps only the last 9,000.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.captured: list[CapturedQuery] = []
+        self._unclaimed: CapturedQuery | None = None
 
     def __call__(
         self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
     ) -> Any:
+        """Run one statement (an execute_wrapper) and record it, rendered."""
         if many and params is not None and not isinstance(params, list | tuple):
             # An iterator would be used up by the time we look at it; keep a copy we can read.
             params = list(params)
@@ -204,7 +207,51 @@ class _QueryRecorder:
         try:
             return execute(sql, params, many, context)
         finally:
-            self.calls.append((sql, params, many, (perf_counter() - start) * 1000))
+            duration_ms = (perf_counter() - start) * 1000
+            query = CapturedQuery(sql, params, many, duration_ms,
+                                  self._render(context, sql, params, many))
+            self.captured.append(query)
+            self._unclaimed = query
+
+    def log(self, entry: dict[str, Any]) -> None:
+        """Take one entry Django appends to its query log: a transaction statement, or not."""
+        call, self._unclaimed = self._unclaimed, None
+        text = str(entry.get("sql", ""))
+        if call is not None and not (
+            text in _TRANSACTION_STATEMENTS and call.sql.strip().upper() != text
+        ):
+            return  # the debug cursor's line for the statement just recorded
+        if text in _TRANSACTION_STATEMENTS:
+            duration_ms = float(entry.get("time") or 0) * 1000
+            self.captured.append(CapturedQuery(text, None, False, duration_ms, text))
+
+    def queries(self) -> list[CapturedQuery]:
+        return list(self.captured)
+
+    def _render(self, context: Any, sql: str, params: Any, many: bool) -> str:
+        if many:
+            count = len(params) if params is not None else "?"
+            return f"{count} times: {sql}"
+        try:
+            cursor = getattr(context.get("cursor"), "cursor", None)
+            rendered = self.connection.ops.last_executed_query(cursor, sql, params)
+        except Exception:  # a backend that can't render these params: show them beside the SQL
+            rendered = None
+        return rendered if rendered else f"{sql} -- params: {params!r}"
+
+
+class _LogTap(deque[dict[str, Any]]):
+    """Stand in for ``connection.queries_log``: hand each entry to a recording, keep it too."""
+
+    def __init__(self, previous: deque[dict[str, Any]], recording: _Recording) -> None:
+        super().__init__(previous, maxlen=previous.maxlen)
+        self.previous = previous
+        self._recording = recording
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self._recording.log(entry)
+        self.previous.append(entry)
+        super().append(entry)
 
 
 @dataclass(eq=False)
@@ -379,48 +426,24 @@ def _groups(queries: list[CapturedQuery], key: Callable[[CapturedQuery], Any]) -
     return [QueryGroup(elide(first_sql[k]), n) for k, n in counts.most_common() if n >= 2]
 
 
-class _Recording:
-    """Pair the execute_wrapper's raw calls with the rendered SQL Django logged."""
-
-    def __init__(self, recorder: _QueryRecorder) -> None:
-        self._recorder = recorder
-        self.logged: list[str] = []
-
-    def queries(self) -> list[CapturedQuery]:
-        calls = self._recorder.calls
-        logged = self.logged
-        # Both hooks see every execute()/executemany() once, in order; if Django's log was
-        # truncated (queries_limit) we render the leftovers ourselves rather than misalign.
-        rendered = logged if len(logged) == len(calls) else [None] * len(calls)
-        return [
-            CapturedQuery(
-                sql=sql,
-                params=params,
-                many=many,
-                duration_ms=duration_ms,
-                rendered=text if text is not None else _render_fallback(sql, params),
-            )
-            for (sql, params, many, duration_ms), text in zip(calls, rendered, strict=True)
-        ]
-
-
 @contextmanager
 def _capture(using: str) -> Iterator[_Recording]:
-    """Capture every query on connection ``using`` inside the block."""
+    """Capture every statement on connection ``using`` inside the block."""
     from django.db import connections
-    from django.test.utils import CaptureQueriesContext
 
     connection = connections[using]
-    recorder = _QueryRecorder()
-    log = CaptureQueriesContext(connection)
-    recording = _Recording(recorder)
+    recording = _Recording(connection)
+    # Django logs COMMIT and ROLLBACK only while queries are logged (as CaptureQueriesContext
+    # arranges); the tap reads them as they come, so the log's size limit never matters.
+    forced, connection.force_debug_cursor = connection.force_debug_cursor, True
+    previous = connection.queries_log
+    connection.queries_log = _LogTap(previous, recording)
     try:
-        with log, connection.execute_wrapper(recorder):
+        with connection.execute_wrapper(recording):
             yield recording
     finally:
-        # Copy the log now: with DEBUG=True later runs keep appending to connection.queries,
-        # and once its deque is full the slice CaptureQueriesContext keeps would shift.
-        recording.logged = [entry["sql"] for entry in log.captured_queries]
+        connection.queries_log = previous
+        connection.force_debug_cursor = forced
 
 
 def measure(
