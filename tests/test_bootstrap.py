@@ -306,3 +306,34 @@ def test_setup_starts_with_an_empty_cache(lab) -> None:
     cache.set("left-over", "from an earlier run", 300)
     perflab.setup(scale="tiny", quiet=True)
     assert cache.get("left-over") is None
+
+
+@pytest.mark.services
+def test_servers_starts_a_cluster_of_separate_servers(lab) -> None:
+    from perflab import services
+
+    if not services.service_available("memcached") and not services.is_strict():
+        pytest.skip("memcached is not installed")
+    cluster = lab.servers("memcached", 3)
+    try:
+        assert len({server.address for server in cluster}) == 3
+        assert all(server.running for server in cluster)
+    finally:
+        for server in cluster:
+            server.stop()
+
+
+def test_servers_without_the_program_prints_the_install_line(
+    lab, missing_servers, monkeypatch, capsys
+) -> None:
+    monkeypatch.delenv("PERFLAB_STRICT", raising=False)
+
+    assert lab.servers("memcached", 2) == []
+    assert "apt-get install memcached" in capsys.readouterr().out
+
+
+def test_the_exercise_checks_and_formatters_come_from_perflab_itself() -> None:
+    import perflab
+
+    for name in ("check", "check_equal", "check_queries", "format_bytes", "format_ratio"):
+        assert name in perflab.__all__ and callable(getattr(perflab, name))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from .bootstrap import Lab, setup
 from .errors import PerflabError, PortInUse, ServiceUnavailable, StaleSchema, UnknownChoice
+from .exercises import check, check_equal, check_queries
+from .measure import format_bytes, format_ratio
 from .seed import SCALES
 
 __all__ = [
@@ -20,5 +22,10 @@ __all__ = [
     "ServiceUnavailable",
     "StaleSchema",
     "UnknownChoice",
+    "check",
+    "check_equal",
+    "check_queries",
+    "format_bytes",
+    "format_ratio",
     "setup",
 ]

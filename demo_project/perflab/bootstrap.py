@@ -20,15 +20,21 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from . import seed as seeding
 from .errors import DiskFull, PerflabError, ServiceUnavailable, StaleSchema, UnknownChoice
 from .paths import REPO_ROOT, state_dir
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from .measure import Comparison, Explain, Measurement
+    from .services import Service
 
 __all__ = ["CACHES", "DATABASES", "Lab", "schema_version", "setup"]
 
@@ -60,23 +66,51 @@ class Lab:
     cache_aliases: tuple[str, ...] = ()
 
     # --- measuring: thin wrappers so notebooks only ever need `lab` ---------------------------
-    def measure(self, label: str, func: Any = None, **kwargs: Any) -> Any:
-        """Measure ``func`` (or the ``with`` block): queries run, and time over repeats."""
+    def measure(
+        self,
+        label: str,
+        func: Callable[[], Any] | None = None,
+        *,
+        repeat: int | None = None,
+        warmup: int | None = None,
+        using: str = "default",
+        memory: bool = False,
+        timer: str = "wall",
+        gc: bool = False,
+    ) -> Measurement:
+        """Measure ``func`` (or the ``with`` block): queries run, and time over rounds.
+
+        See ``perflab.measure.measure`` for the method (warm-up, untimed capture, GC off).
+        """
         from . import measure
 
-        return measure.measure(label, func, **kwargs)
+        return measure.measure(label, func, repeat=repeat, warmup=warmup, using=using,
+                               memory=memory, timer=timer, gc=gc)
 
-    def compare(self, *measurements: Any, **kwargs: Any) -> Any:
+    def compare(
+        self,
+        *measurements: Measurement | str,
+        baseline: Measurement | str | None = None,
+        title: str | None = None,
+        chart: bool = True,
+        interleave: bool = False,
+        tolerance: float | None = None,
+    ) -> Comparison:
         """Compare measurements side by side: a table and a bar chart, ratios to the first."""
         from . import measure
 
-        return measure.compare(*measurements, **kwargs)
+        return measure.compare(
+            *measurements, baseline=baseline, title=title, chart=chart, interleave=interleave,
+            tolerance=measure.TOLERANCE if tolerance is None else tolerance,
+        )
 
-    def explain(self, queryset: Any, **kwargs: Any) -> Any:
+    def explain(
+        self, queryset: QuerySet[Any], *, analyze: bool | None = None, using: str | None = None
+    ) -> Explain:
         """Return the database's plan for ``queryset``, as this lab's vendor writes it."""
         from . import measure
 
-        return measure.explain(queryset, **kwargs)
+        return measure.explain(queryset, analyze=analyze, using=using)
 
     def print_sql(self) -> Any:
         """Print every query as it runs inside the block, as shell_plus --print-sql does."""
@@ -88,6 +122,24 @@ class Lab:
     def service(self, name: str, *, strict: bool | None = None) -> Any:
         """Start (or reuse) a real server for this kernel; None with a hint if it is missing."""
         return start_lab_service(name, strict=strict)
+
+    def servers(self, name: str, count: int, *, strict: bool | None = None) -> list[Service]:
+        """Start ``count`` more servers of one kind (a cluster), each its own, stopped at exit.
+
+        A missing binary raises when strict (``PERFLAB_STRICT=1``); otherwise it prints the
+        install line and returns an empty list.
+        """
+        from . import services
+
+        if count < 1:
+            raise PerflabError(f"servers() needs a count of at least 1 (got {count}).")
+        try:
+            return [services.start_service(name, strict=strict) for _ in range(count)]
+        except ServiceUnavailable as exc:
+            if strict or (strict is None and services.is_strict()):
+                raise
+            print(f"⚠️  {exc}")
+            return []
 
     def use_caches(self, *names: str) -> dict[str, Any]:
         """Add one cache alias per backend named (beside "default"); return the caches by name.
