@@ -68,7 +68,8 @@ from perflab.measure import compare, measure
 lab = setup(scale="tiny", quiet=True)
 slow = measure("slow", lambda: sum(range(200_000)))
 fast = measure("fast", lambda: sum(range(20_000)))
-compare(slow, fast, title="sums")
+# A wide tolerance: this test is about the records, not about how steady the machine is.
+compare(slow, fast, title="sums", tolerance=5.0)
 """
 
 
@@ -88,4 +89,5 @@ def test_a_lesson_run_twice_reproduces_its_ratio(tmp_path: Path) -> None:
     assert errors == []
     assert set(committed) == {(0, "sums", "fast")}  # from the chart's output and the table's
     assert committed[(0, "sums", "fast")][0] > 3  # a tenth of the work
-    assert [d.label for d in drifts] == ["fast"] and drifts[0].held
+    assert [d.label for d in drifts] == ["fast"]
+    assert drifts[0].now is not None and drifts[0].tolerance == 5.0 and drifts[0].held

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from perflab.errors import PerflabError
 
-__all__ = ["REPO_ROOT", "SOCKET_ROOM", "runtime_dir", "state_dir", "state_root"]
+__all__ = [
+    "REPO_ROOT", "SOCKET_ROOM", "remembered_temp_dir", "runtime_dir", "state_dir", "state_root",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,12 +74,33 @@ def runtime_dir() -> Path:
     inside = state_dir("run")
     if len(str(inside)) + SOCKET_ROOM <= _SUN_PATH_MAX:
         return inside
-    pointer = state_root() / "run-dir"
-    with contextlib.suppress(OSError):
+    return remembered_temp_dir(state_root() / "run-dir", prefix="perflab-")
+
+
+def remembered_temp_dir(
+    pointer: Path, *, prefix: str, owner: tuple[int, int] | None = None
+) -> Path:
+    """Return a randomly named 0700 folder in the temp dir, the same one every time.
+
+    ``pointer`` (a file in the state root) remembers it. A remembered folder is used again only
+    if it is still a real folder (not a link), owned by ``owner`` (default: this user) and
+    closed to everyone else; otherwise a new one is made, so another user can neither predict
+    the name nor plant a folder of their own. ``owner`` is (uid, gid) to hand it to.
+    """
+    uid = owner[0] if owner else _my_uid(-1)
+    with contextlib.suppress(OSError, ValueError):
         remembered = Path(pointer.read_text().strip())
-        if remembered.is_absolute() and _is_private_dir(remembered):
+        info = remembered.lstat()
+        if (
+            remembered.is_absolute()
+            and stat.S_ISDIR(info.st_mode)
+            and info.st_uid == uid
+            and stat.S_IMODE(info.st_mode) & 0o077 == 0
+        ):
             return remembered
-    folder = Path(tempfile.mkdtemp(prefix="perflab-"))  # 0700, random name
+    folder = Path(tempfile.mkdtemp(prefix=prefix))  # 0700, random name
+    if owner:
+        os.chown(folder, *owner)
     tmp = pointer.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(str(folder))
     tmp.replace(pointer)
@@ -105,17 +128,6 @@ def _make_private(base: Path, source: str) -> None:
     if stat.S_IMODE(info.st_mode) & 0o077:
         base.chmod(0o700)  # made by an older perflab or by hand: others must not read it
 
-
-def _is_private_dir(path: Path) -> bool:
-    try:
-        info = path.lstat()  # lstat: a symlink planted by someone else is not our folder
-    except OSError:
-        return False
-    return (
-        stat.S_ISDIR(info.st_mode)
-        and info.st_uid == _my_uid(info.st_uid)
-        and stat.S_IMODE(info.st_mode) & 0o077 == 0
-    )
 
 
 def _my_uid(default: int) -> int:

@@ -25,10 +25,8 @@ import re
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,7 +46,7 @@ from mirakuru.exceptions import (
 )
 
 from perflab.errors import ServiceUnavailable, UnknownChoice
-from perflab.paths import runtime_dir, state_dir
+from perflab.paths import remembered_temp_dir, runtime_dir, state_dir
 
 try:
     import pwd
@@ -147,23 +145,10 @@ def postgres_home() -> Path:
     account = _postgres_account()
     if account is None:
         raise ServiceUnavailable(_NO_POSTGRES_USER)
-    pointer = state_dir("services") / "postgres-home"
-    with contextlib.suppress(OSError, ValueError):
-        remembered = Path(pointer.read_text().strip())
-        info = remembered.lstat()
-        if (
-            remembered.is_absolute()
-            and stat.S_ISDIR(info.st_mode)
-            and info.st_uid == account.pw_uid
-            and stat.S_IMODE(info.st_mode) & 0o077 == 0
-        ):
-            return remembered
-    home = Path(tempfile.mkdtemp(prefix="perflab-pg-"))  # 0700 and root's until handed over
-    os.chown(home, account.pw_uid, account.pw_gid)
-    tmp = pointer.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(str(home))
-    tmp.replace(pointer)
-    return home
+    return remembered_temp_dir(
+        state_dir("services") / "postgres-home", prefix="perflab-pg-",
+        owner=(account.pw_uid, account.pw_gid),
+    )
 
 
 def start_service(name: str, *, strict: bool | None = None) -> Service:
@@ -582,11 +567,6 @@ class PostgresService(PostgresClient, Service):
     def address(self) -> str:
         """Return the folder holding the socket, as libpq's ``host`` takes it."""
         return self.host
-
-    @property
-    def url(self) -> str:
-        """Return the URL of the default database."""
-        return self.database_url()
 
     def _run_as(self) -> pwd.struct_passwd | None:
         if not _is_root():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .measure import TOLERANCE, format_ratio
+from .measure import TOLERANCE, describe_ratio
 
 __all__ = ["Drift", "check_lessons", "format_table", "ratio_records"]
 
@@ -97,8 +97,8 @@ def format_table(drifts: list[Drift]) -> str:
             d.lesson[:2],
             _cut(d.comparison, 38),
             _cut(d.label, 30),
-            _times(d.committed),
-            "missing" if d.now is None else _times(d.now),
+            describe_ratio(d.committed, times="x"),
+            "missing" if d.now is None else describe_ratio(d.now, times="x"),
             "-" if math.isinf(d.drift) else f"{d.drift:.0%}",
             f"±{d.tolerance:.0%}",
             "ok" if d.held else "OVER",
@@ -112,12 +112,6 @@ def format_table(drifts: list[Drift]) -> str:
     lines.append(f"{held} of {len(drifts)} ratios reproduced within their tolerance.")
     return "\n".join(lines)
 
-
-def _times(ratio: float) -> str:
-    # As the lessons say it: 3.2x faster, or 1.4x slower.
-    if ratio >= 1:
-        return f"{format_ratio(ratio)}x faster"
-    return f"{format_ratio(1 / ratio)}x slower" if ratio > 0 else "-"
 
 
 def _cut(text: str, width: int) -> str:
