@@ -28,13 +28,11 @@ _servers_stopped = False
 
 def stop_this_process_servers() -> None:
     """Drop this process's PostgreSQL labs and stop the servers it started (unit tests' ones)."""
-    from perflab import bootstrap, services
+    from perflab import kernel, services
 
-    if bootstrap._postgres_labs:  # only if a test made one (and so configured Django)
-        bootstrap._drop_postgres_labs()
-        bootstrap._postgres_labs.clear()
+    kernel.drop_postgres_labs()  # only if a test made one (and so configured Django)
     services.stop_all()
-    bootstrap._services.clear()
+    kernel.release()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import perflab
-from perflab import bootstrap, services
+from perflab import databases, kernel, services
 from perflab.errors import ServiceUnavailable, UnknownChoice
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ def missing_servers(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(services, "start_service", missing)
     monkeypatch.setattr(services, "service_available", lambda name: False)
-    monkeypatch.setattr(bootstrap, "_services", {})
+    monkeypatch.setattr(kernel, "_services", {})
 
 
 def test_setup_configures_django_for_notebooks(lab) -> None:
@@ -82,7 +82,7 @@ def test_scale_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_template_is_rebuilt_when_the_schema_changes(lab, monkeypatch) -> None:
-    monkeypatch.setattr(bootstrap, "schema_version", lambda: "changed-schema")
+    monkeypatch.setattr(databases, "schema_version", lambda: "changed-schema")
     rebuilt = perflab.setup(scale="tiny", quiet=True)
     assert rebuilt.built_template is True
     assert "changed-schema" in rebuilt.template
@@ -91,7 +91,7 @@ def test_template_is_rebuilt_when_the_schema_changes(lab, monkeypatch) -> None:
 
 
 def test_a_corrupt_template_is_rebuilt(lab) -> None:
-    template, _ = bootstrap.sqlite_template(perflab.SCALES["tiny"])
+    template, _ = databases.sqlite_template(perflab.SCALES["tiny"])
     template.write_bytes(b"not a database")
     again = perflab.setup(scale="tiny", quiet=True)
     assert again.built_template is True
@@ -100,8 +100,8 @@ def test_a_corrupt_template_is_rebuilt(lab) -> None:
 
 def test_models_without_a_migration_stop_setup_with_what_to_run(tmp_path: Path) -> None:
     script = (
-        "import perflab, perflab.bootstrap as b\n"
-        "b._configure_django()\n"
+        "import perflab, perflab.django_setup as d\n"
+        "d.configure_django()\n"
         "from django.db import models\n"
         "from shop.models import Review\n"
         "models.IntegerField(default=0).contribute_to_class(Review, 'helpful_votes')\n"
@@ -164,7 +164,7 @@ def test_lab_service_prints_the_install_line_when_missing(
     missing_servers, monkeypatch, capsys
 ) -> None:
     monkeypatch.setenv("PERFLAB_STRICT", "0")
-    assert bootstrap.start_lab_service("memcached") is None
+    assert kernel.start_lab_service("memcached") is None
     assert "apt-get install memcached" in capsys.readouterr().out
 
 
@@ -223,7 +223,7 @@ def test_a_kernel_removes_its_lab_files_when_it_exits(tmp_path: Path) -> None:
 
 @pytest.mark.services
 def test_postgres_copies_of_dead_kernels_are_dropped(lab) -> None:
-    server = bootstrap.start_lab_service("postgres", strict=True)
+    server = kernel.start_lab_service("postgres", strict=True)
     server.create_database("perflab_lab_old_notebook_999999")  # no process has this pid
     perflab.setup(database="postgres", scale="tiny", quiet=True)
     try:

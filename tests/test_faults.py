@@ -44,12 +44,12 @@ print("OK", flush=True)
 # A full disk without a tmpfs: the build's seeding, or the copy, fails as a full disk makes it.
 FILL_DURING_BUILD = """
 import sqlite3
-from perflab import bootstrap
-seed = bootstrap._seed_current
+from perflab import databases
+seed = databases._seed_current
 def seed_until_full(scale):
     seed(scale)  # the partial file really holds data, as it would on a disk that filled up
     raise sqlite3.OperationalError("database or disk is full")
-bootstrap._seed_current = seed_until_full
+databases._seed_current = seed_until_full
 """
 FILL_DURING_COPY = """
 import errno, shutil
@@ -125,13 +125,13 @@ def test_three_cold_kernels_on_postgres_all_get_a_lab(tmp_path: Path) -> None:
 def test_a_build_killed_midway_is_cleaned_up_by_the_next_setup(tmp_path: Path) -> None:
     # Killed after seeding, before the template is renamed into place: a real partial file.
     hang_after_seeding = (
-        "from perflab import bootstrap\n"
-        "seed = bootstrap._seed_current\n"
+        "from perflab import databases\n"
+        "seed = databases._seed_current\n"
         "def seed_then_hang(scale):\n"
         "    seed(scale)\n"
         "    print('SEEDED', flush=True)\n"
         "    __import__('time').sleep(600)\n"
-        "bootstrap._seed_current = seed_then_hang\n"
+        "databases._seed_current = seed_then_hang\n"
     )
     child = subprocess.Popen([sys.executable, "-c", hang_after_seeding + SETUP, "tiny", "sqlite"],
                              env=_env(tmp_path), stdout=subprocess.PIPE, text=True)

@@ -8,21 +8,15 @@ from typing import Any
 
 import pytest
 
+from perflab import capture
 from perflab import measure as measure_module
+from perflab.capture import print_sql
+from perflab.compare import compare
 from perflab.errors import PerflabError, UnknownChoice
-from perflab.measure import (
-    Explain,
-    Measurement,
-    compare,
-    elide,
-    explain,
-    format_bytes,
-    format_ratio,
-    measure,
-    peak_memory,
-    print_sql,
-    results,
-)
+from perflab.explain import Explain, explain
+from perflab.formatting import format_bytes, format_ratio
+from perflab.measure import Measurement, measure, peak_memory, results
+from perflab.sql import elide
 
 TABLE = "perflab_measure_t"
 
@@ -83,7 +77,7 @@ class FakeClock:
 
 
 def measurement(label: str, *, queries: int, times_ms: list[float]) -> Measurement:
-    query = measure_module.CapturedQuery(
+    query = capture.CapturedQuery(
         sql="SELECT 1", params=(), many=False, duration_ms=0.1, rendered="SELECT 1"
     )
     return Measurement(label=label, queries=[query] * queries, times_ms=times_ms)
@@ -644,7 +638,7 @@ def ipython(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     config = Config()
     config.HistoryManager.hist_file = ":memory:"
     shell = InteractiveShell.instance(config=config)
-    shell.run_line_magic("load_ext", "perflab.measure")
+    shell.run_line_magic("load_ext", "perflab.magics")
     yield shell
     if not existed:
         InteractiveShell.clear_instance()

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import psutil
 import pytest
 
-from perflab import services
+from perflab import accounts, postgres, services
 from perflab.errors import ServiceUnavailable, UnknownChoice
 from perflab.paths import runtime_dir
 
@@ -29,9 +29,9 @@ IS_ROOT = os.geteuid() == 0
 # A child Python that starts one server, reports its pid, then waits to be killed or just exits.
 CHILD = """
 import sys, time
-from perflab import services
+from perflab import accounts, services
 if sys.argv[2] == "no-guard":
-    services._setpriv = lambda: None  # as on macOS: no parent-death signal, only the reaper
+    accounts.setpriv = lambda: None  # as on macOS: no parent-death signal, only the reaper
 if sys.argv[3] == "exit":  # keep the folder at the atexit stop, so the test can read the log
     stop = services.Service._stop
     services.Service._stop = lambda svc, keep_folder: stop(svc, keep_folder=True)
@@ -182,9 +182,10 @@ def test_postgres_starts_after_its_server_was_killed_and_keeps_data(pg_home: Pat
     svc = services.start_service("postgres")
     svc.drop_database("survivor")
     svc.create_database("survivor")
-    assert svc.pid is not None
-    os.kill(svc.pid, signal.SIGKILL)  # leaves a stale postmaster.pid behind
-    assert _gone(svc.pid)
+    pid = svc.pid  # read once: it turns None as soon as the server is seen dead
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # leaves a stale postmaster.pid behind
+    assert _gone(pid)
 
     again = services.start_service("postgres")
 
@@ -254,8 +255,11 @@ def test_servers_listen_on_no_tcp_port_only_on_a_private_socket(name: str, pg_ho
 @needs_postgres
 def test_postgres_lets_in_no_one_by_trust(pg_home: Path) -> None:
     svc = services.start_service("postgres")
-    rules = [line.split() for line in (svc.data_dir / "pg_hba.conf").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    rules = [
+        line.split()
+        for line in (svc.data_dir / "pg_hba.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert rules and all(rule[0] == "local" and rule[3] == "peer" for rule in rules)
 
 
@@ -299,8 +303,10 @@ def test_reaping_removes_run_folders_of_starts_that_never_finished() -> None:
 
 
 def test_reaping_removes_the_per_port_folders_older_perflabs_left(perflab_home: Path) -> None:
-    old = [perflab_home / "services" / f"{name}-{port}" for name, port in
-           [("memcached", 41234), ("redis", 38001)]]
+    old = [
+        perflab_home / "services" / f"{name}-{port}"
+        for name, port in [("memcached", 41234), ("redis", 38001)]
+    ]
     for folder in old:
         folder.mkdir(parents=True)
         (folder / "memcached.log").write_text("old")
@@ -369,7 +375,7 @@ def test_missing_binary_error_names_it_and_gives_install_lines(
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(services, "_POSTGRES_BINDIR_GLOBS", ())
+    monkeypatch.setattr(postgres, "BINDIR_GLOBS", ())
 
     assert not services.service_available(name)
     with pytest.raises(ServiceUnavailable) as info:
@@ -400,7 +406,7 @@ def test_server_that_fails_to_start_reports_the_end_of_its_log(
 def test_strict_mode_refuses_to_start_without_the_death_signal_guard(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(services, "_setpriv", lambda: None)
+    monkeypatch.setattr(accounts, "setpriv", lambda: None)
     monkeypatch.setenv("PERFLAB_STRICT", "1")
     with pytest.raises(ServiceUnavailable, match="setpriv"):
         services.start_service("memcached")
@@ -486,7 +492,7 @@ def test_postgres_is_found_off_path_where_debian_installs_it(
 ) -> None:
     # A fresh Debian/Ubuntu (and Binder) keeps postgres and initdb out of PATH.
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    found = services._postgres_bindir()
+    found = postgres.find_bindir()
     assert found is not None and str(found).startswith("/usr/lib/postgresql/")
 
 

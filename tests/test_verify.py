@@ -64,7 +64,8 @@ def test_the_table_says_which_ratios_drifted() -> None:
 
 LESSON = """
 from perflab import setup
-from perflab.measure import compare, measure
+from perflab.compare import compare
+from perflab.measure import measure
 lab = setup(scale="tiny", quiet=True)
 slow = measure("slow", lambda: sum(range(200_000)))
 fast = measure("fast", lambda: sum(range(20_000)))

@@ -4,14 +4,19 @@
     lab = setup()                      # Django configured, this kernel's own seeded database
     with lab.measure("naive") as m:    # queries and time of the block
         ...
+
+Everything a lesson uses is here or on ``lab``: the lessons import from ``perflab`` alone.
 """
 
 from __future__ import annotations
 
-from .bootstrap import Lab, setup
+from .bootstrap import setup
+from .charts import scaling_chart
+from .diagram import model_diagram
 from .errors import PerflabError, PortInUse, ServiceUnavailable, StaleSchema, UnknownChoice
 from .exercises import check, check_equal, check_queries
-from .measure import format_bytes, format_ratio
+from .formatting import format_bytes, format_ms, format_ratio
+from .lab import Lab
 from .seed import SCALES
 
 __all__ = [
@@ -26,6 +31,9 @@ __all__ = [
     "check_equal",
     "check_queries",
     "format_bytes",
+    "format_ms",
     "format_ratio",
+    "model_diagram",
+    "scaling_chart",
     "setup",
 ]

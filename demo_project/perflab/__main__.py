@@ -11,13 +11,13 @@ __all__ = ["main"]
 
 
 def _cmd_seed(args: argparse.Namespace) -> int:
-    from . import bootstrap, seed
+    from . import databases, django_setup, seed
 
     scale = seed.resolve_scale(args.scale)
-    bootstrap._configure_django()
-    bootstrap._check_migrations_match_models()
+    django_setup.configure_django()
+    django_setup.check_migrations_match_models()
     started = time.perf_counter()
-    path, built = bootstrap.sqlite_template(scale)
+    path, built = databases.sqlite_template(scale)
     what = "Built" if built else "Already up to date:"
     print(f"{what} template for scale {scale.name!r} at {path} "
           f"({time.perf_counter() - started:.1f} s)")
@@ -70,7 +70,7 @@ def _cmd_site(args: argparse.Namespace) -> int:
     import shutil
     import socket
 
-    from . import bootstrap, seed
+    from . import databases, django_setup, seed
     from .errors import PortInUse
     from .paths import REPO_ROOT, state_dir
 
@@ -83,9 +83,9 @@ def _cmd_site(args: argparse.Namespace) -> int:
                 f"Port {args.port} on 127.0.0.1 is already in use (another `make site`?). "
                 f"Stop it, or pick another port: make site PORT={args.port + 1}"
             ) from None
-    bootstrap._configure_django()
-    bootstrap._check_migrations_match_models()
-    template, _ = bootstrap.sqlite_template(scale)
+    django_setup.configure_django()
+    django_setup.check_migrations_match_models()
+    template, _ = databases.sqlite_template(scale)
     # The site gets its own copy: what you do in the browser never touches the template.
     target = state_dir("site") / f"site-{scale.name}.sqlite3"
     if args.fresh or not target.exists():

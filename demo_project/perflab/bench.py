@@ -46,14 +46,14 @@ def _empty_schema_sqlite() -> Path:
     """Return a migrated SQLite file with the shop's tables and parents of reviews, no reviews."""
     from django.db import connection
 
-    from . import bootstrap
+    from . import databases, django_setup
 
-    path = state_dir("bench") / f"schema-{bootstrap.schema_version()}.sqlite3"
+    path = state_dir("bench") / f"schema-{django_setup.schema_version()}.sqlite3"
     if not path.exists():
         building = path.with_suffix(".building")
         building.unlink(missing_ok=True)
-        bootstrap._use_database(bootstrap._sqlite_settings(building))
-        bootstrap._migrate()
+        django_setup.use_database(databases.sqlite_settings(building))
+        django_setup.migrate()
         scale = seeding.Scale("bench", categories=10, tags=10, products=1_000, customers=1_000,
                               reviews=0, orders=0)
         for table in seeding.generate(scale):
@@ -82,7 +82,7 @@ def _bench_sqlite(table: seeding.TableRows, schema: Path) -> list[BenchResult]:
 
     from shop.models import Review
 
-    from . import bootstrap
+    from . import databases, django_setup
 
     results = []
     columns = ", ".join(table.columns)
@@ -96,12 +96,12 @@ def _bench_sqlite(table: seeding.TableRows, schema: Path) -> list[BenchResult]:
             db.execute("COMMIT")
 
     def toolkit() -> None:
-        bootstrap._use_database(bootstrap._sqlite_settings(_fresh_copy(schema, "toolkit")))
+        django_setup.use_database(databases.sqlite_settings(_fresh_copy(schema, "toolkit")))
         with seeding.bulk_load(connection):
             seeding.write_rows(connection, table)
 
     def bulk_create() -> None:
-        bootstrap._use_database(bootstrap._sqlite_settings(_fresh_copy(schema, "orm")))
+        django_setup.use_database(databases.sqlite_settings(_fresh_copy(schema, "orm")))
         with transaction.atomic():
             Review.objects.bulk_create(
                 (Review(**dict(zip(table.columns, row, strict=True))) for row in python_rows),
@@ -119,9 +119,9 @@ def _bench_sqlite(table: seeding.TableRows, schema: Path) -> list[BenchResult]:
 
 def bench_seed(*, rows: int = 200_000) -> list[BenchResult]:
     """Time writing ``rows`` reviews three ways into identical empty SQLite databases."""
-    from . import bootstrap
+    from . import django_setup
 
-    bootstrap._configure_django()
+    django_setup.configure_django()
     table = _review_rows(rows)
     return _bench_sqlite(table, _empty_schema_sqlite())
 

@@ -8,21 +8,18 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from perflab.measure import Measurement, format_ratio
+from perflab.formatting import format_ratio
+from perflab.shell import current_shell
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from perflab.measure import Measurement
 
 __all__ = ["bar_chart", "scaling_chart", "show"]
 
 _BASELINE_COLOR = "#9e9e9e"
 _COLOR = "#2a7ab0"
-
-
-def _in_ipython() -> bool:
-    # Look in sys.modules rather than importing IPython: a plain script should not pay for it.
-    ipython = sys.modules.get("IPython")
-    return ipython is not None and ipython.get_ipython() is not None
 
 
 def _pyplot() -> Any:
@@ -34,7 +31,7 @@ def _pyplot() -> Any:
         or "matplotlib.pyplot" in sys.modules
         or matplotlib.rcParams._get_backend_or_none() is not None
     )
-    if not chosen and not _in_ipython():
+    if not chosen and not current_shell() is not None:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -54,7 +51,7 @@ def show(fig: Figure, *, metadata: dict[str, Any] | None = None) -> None:
 
     ``metadata`` goes into the output beside the picture (a comparison's ratios, say).
     """
-    if _in_ipython():
+    if current_shell() is not None:
         from IPython.display import display
 
         display(fig, metadata=metadata)

@@ -5,7 +5,9 @@ only one server can own the user's data folder. So no kernel owns it: a small su
 process does. Kernels register as clients (a file named after their pid); the supervisor starts
 the server through `services.start_service` (so the server dies with the supervisor, whatever
 kills it) and stops it once no registered client has been alive for a moment. A kernel killed
-with SIGKILL leaves its file behind, but a dead pid does not count as a client.
+with SIGKILL leaves its file behind, but a dead pid does not count as a client. Attaching and
+stopping are decided under one lock (``processes.file_lock``), so no kernel is handed a server
+that is about to stop.
 
 Run as ``python -m perflab.shared_postgres``: the supervisor's entry point.
 """
@@ -14,14 +16,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -29,6 +29,8 @@ import psutil
 from perflab import services
 from perflab.errors import ServiceUnavailable
 from perflab.paths import state_dir
+from perflab.postgres import PostgresClient
+from perflab.processes import file_lock, same_process, tail, write_json_atomic
 
 __all__ = ["SharedPostgres", "attach", "live_clients", "stop", "supervise"]
 
@@ -39,7 +41,7 @@ READY_TIMEOUT = 120.0
 _POLL = 0.25
 
 
-class SharedPostgres(services.PostgresClient):
+class SharedPostgres(PostgresClient):
     """Return a handle on the user's shared PostgreSQL: where it listens, and its databases."""
 
     name = "postgres"
@@ -53,7 +55,7 @@ class SharedPostgres(services.PostgresClient):
     @property
     def running(self) -> bool:
         """Return True while the supervisor (and so the server it guards) is alive."""
-        return services._same_process(self.supervisor_pid, self._supervisor_started)
+        return same_process(self.supervisor_pid, self._supervisor_started)
 
     def __repr__(self) -> str:
         return f"<SharedPostgres supervisor={self.supervisor_pid}>"
@@ -67,14 +69,8 @@ def _record_path() -> Path:
     return _folder() / "supervisor.json"
 
 
-@contextlib.contextmanager
-def _lock() -> Iterator[None]:
-    with open(_folder() / "lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _lock() -> contextlib.AbstractContextManager[None]:
+    return file_lock(_folder() / "lock")
 
 
 def _client_file(pid: int) -> Path:
@@ -95,7 +91,7 @@ def live_clients() -> list[int]:
             pid, started = int(path.name), float(path.read_text() or 0)
         except (OSError, ValueError):
             continue
-        if services._same_process(pid, started):
+        if same_process(pid, started):
             alive.append(pid)
         else:
             path.unlink(missing_ok=True)
@@ -107,7 +103,7 @@ def _live_record() -> dict[str, object] | None:
         record = json.loads(_record_path().read_text())
     except (OSError, ValueError):
         return None
-    if services._same_process(record["supervisor_pid"], record["supervisor_started"]):
+    if same_process(record["supervisor_pid"], record["supervisor_started"]):
         return record
     return None
 
@@ -119,7 +115,7 @@ def attach() -> SharedPostgres:
     supervisor's log when the server could not start.
     """
     if not services.service_available("postgres"):
-        raise ServiceUnavailable(services._missing_binary_message("postgres"))
+        raise ServiceUnavailable(services.missing_binary_message("postgres"))
     _register(os.getpid())
     with _lock():
         record = _live_record()
@@ -136,8 +132,11 @@ def _start_supervisor() -> dict[str, object]:
         # this one. It stops the server when no client is left.
         process = subprocess.Popen(
             [sys.executable, "-m", "perflab.shared_postgres"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, env=os.environ.copy(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=os.environ.copy(),
         )
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
@@ -146,7 +145,7 @@ def _start_supervisor() -> dict[str, object]:
             return record
         if process.poll() is not None:
             raise ServiceUnavailable(
-                f"PostgreSQL could not start. Last lines of {log}:\n{services._tail(log)}"
+                f"PostgreSQL could not start. Last lines of {log}:\n{tail(log)}"
             )
         time.sleep(_POLL)
     process.kill()
@@ -157,9 +156,11 @@ def supervise() -> int:
     """Start the server, keep it while clients live, stop it after the last one; the exit code."""
     me = psutil.Process()
     record: dict[str, object] = {
-        "supervisor_pid": me.pid, "supervisor_started": me.create_time(), "ready": False,
+        "supervisor_pid": me.pid,
+        "supervisor_started": me.create_time(),
+        "ready": False,
     }
-    _write(record)
+    write_json_atomic(_record_path(), record)
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -175,7 +176,7 @@ def supervise() -> int:
         _record_path().unlink(missing_ok=True)
         return 1
     record.update(host=server.host, port=server.port, server_pid=server.pid, ready=True)
-    _write(record)
+    write_json_atomic(_record_path(), record)
     print(f"PostgreSQL ready (pid {server.pid})", flush=True)
     last_seen = time.monotonic()
     try:
@@ -221,12 +222,6 @@ def stop() -> int | None:
     while _live_record() is not None and time.monotonic() < deadline:
         time.sleep(_POLL)
     return pid
-
-
-def _write(record: dict[str, object]) -> None:
-    tmp = _record_path().with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(_record_path())
 
 
 if __name__ == "__main__":

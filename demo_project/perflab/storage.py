@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perflab.errors import PerflabError
-from perflab.measure import format_bytes
+from perflab.formatting import format_bytes
 
 __all__ = ["TableStorage", "database_size", "table_storage"]
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .measure import TOLERANCE, describe_ratio
+from .compare import TOLERANCE
+from .formatting import describe_ratio
 
 __all__ = ["Drift", "check_lessons", "format_table", "ratio_records"]
 

@@ -1,0 +1,288 @@
+"""Set measurements side by side: a table, a chart and sentences that carry their ratios.
+
+``compare(..., interleave=True)`` times independent candidates again, round by round, so a
+machine that speeds up or slows down meanwhile shifts them all alike. Every comparison records
+its ratios (with a tolerance) in its output's metadata, for ``perflab verify``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from perflab import charts
+from perflab.errors import PerflabError, UnknownChoice
+from perflab.formatting import (
+    describe_ratio,
+    format_bytes,
+    format_ms,
+    format_ratio,
+    plural,
+    safe_ratio,
+)
+from perflab.measure import Measurement, clock, results, timed_rounds
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["TOLERANCE", "Comparison", "ComparisonRow", "Sentence", "compare"]
+
+#: How far a ratio may drift between two runs of a lesson before `perflab verify` calls it out.
+TOLERANCE = 0.30
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """Hold one line of a comparison table, for code that wants numbers rather than HTML."""
+
+    label: str
+    query_count: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    speedup: float
+    is_baseline: bool
+    peak_bytes: int | None = None
+
+
+class Comparison:
+    """Set measurements side by side against a baseline; render a table, a chart, a sentence."""
+
+    def __init__(
+        self,
+        measurements: Sequence[Measurement],
+        *,
+        baseline: Measurement,
+        title: str | None = None,
+        figure: Figure | None = None,
+        tolerance: float = TOLERANCE,
+    ) -> None:
+        self.measurements = list(measurements)
+        self.baseline = baseline
+        self.title = title
+        self.figure = figure
+        self.tolerance = tolerance
+
+    @property
+    def rows(self) -> list[ComparisonRow]:
+        """Return one row per measurement, for code that wants numbers, not HTML."""
+        return [
+            ComparisonRow(
+                label=m.label,
+                query_count=m.query_count,
+                median_ms=m.median_ms,
+                min_ms=m.min_ms,
+                max_ms=m.max_ms,
+                speedup=self.speedup(m),
+                is_baseline=m is self.baseline,
+                peak_bytes=m.peak_bytes,
+            )
+            for m in self.measurements
+        ]
+
+    def _find(self, which: str | Measurement) -> Measurement:
+        if isinstance(which, Measurement):
+            return which
+        for m in self.measurements:
+            if m.label == which:
+                return m
+        raise UnknownChoice("measurement", which, [m.label for m in self.measurements])
+
+    def speedup(self, which: str | Measurement) -> float:
+        """Return baseline median / this median: above 1 is faster, below 1 is slower."""
+        return safe_ratio(self.baseline.median_ms, self._find(which).median_ms)
+
+    def record(self, *which: str | Measurement) -> dict[str, Any]:
+        """Return the ratios as data (all, or those of ``which``), for ``perflab verify``."""
+        chosen = [self._find(w) for w in which] or [
+            m for m in self.measurements if m is not self.baseline
+        ]
+        return {
+            "comparison": self.title or " vs ".join(m.label for m in self.measurements),
+            "baseline": self.baseline.label,
+            "ratios": {m.label: round(self.speedup(m), 4) for m in chosen},
+            "tolerance": self.tolerance,
+        }
+
+    def sentence(self, which: str | Measurement) -> Sentence:
+        """Return a sentence comparing ``which`` to the baseline; it displays as Markdown."""
+        return Sentence(self._sentence_text(which), [self.record(which)])
+
+    def sentences(self, *which: str | Measurement) -> Sentence:
+        """Return one sentence per measurement (default: all but the baseline), one per line."""
+        chosen = which or tuple(m for m in self.measurements if m is not self.baseline)
+        return Sentence(
+            "  \n".join(self._sentence_text(w) for w in chosen), [self.record(*chosen)]
+        )
+
+    def _sentence_text(self, which: str | Measurement) -> str:
+        m = self._find(which)
+        ratio = self.speedup(m)
+        if m.query_count == self.baseline.query_count:
+            counts = f"{plural(m.query_count, 'query', 'queries')} each"
+        else:
+            counts = f"{self.baseline.query_count} \u2192 {m.query_count} queries"
+        if format_ratio(ratio) == "1":
+            verdict = "about as fast as"
+        elif ratio > 1:
+            verdict = f"about {format_ratio(ratio)} times faster than"
+        else:
+            verdict = f"about {format_ratio(1 / ratio)} times slower than"
+        return f"{m.label} is {verdict} {self.baseline.label} ({counts})."
+
+    @property
+    def _has_memory(self) -> bool:
+        return any(m.peak_bytes is not None for m in self.measurements)
+
+    def __str__(self) -> str:
+        header: tuple[str, ...] = ("label", "queries", "median ms", "range ms", "vs baseline")
+        if self._has_memory:
+            header += ("peak memory",)
+        table = [header] + [
+            (
+                r.label,
+                str(r.query_count),
+                format_ms(r.median_ms),
+                f"{format_ms(r.min_ms)}-{format_ms(r.max_ms)}",
+                _speedup_cell(r),
+            )
+            + ((format_bytes(r.peak_bytes),) if self._has_memory else ())
+            for r in self.rows
+        ]
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        lines = [self.title] if self.title else []
+        for line in table:
+            cells = [
+                cell.ljust(width) if i == 0 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+            ]
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Comparison of {', '.join(repr(m.label) for m in self.measurements)}>"
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        return (
+            {"text/html": self._repr_html_(), "text/plain": str(self)},
+            {"perflab": [self.record()]},
+        )
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        caption = f"<caption>{e(self.title)}</caption>" if self.title else ""
+        memory = self._has_memory
+        body = "".join(
+            f"<tr><td>{e(r.label)}</td><td>{r.query_count}</td><td>{format_ms(r.median_ms)}</td>"
+            f"<td>{format_ms(r.min_ms)}&ndash;{format_ms(r.max_ms)}</td><td>{e(_speedup_cell(r))}</td>"
+            + (f"<td>{format_bytes(r.peak_bytes)}</td>" if memory else "")
+            + "</tr>"
+            for r in self.rows
+        )
+        return (
+            f"<table class='perflab-comparison'>{caption}<thead><tr><th>label</th>"
+            "<th>queries</th><th>median ms</th><th>range ms</th><th>vs baseline</th>"
+            + ("<th>peak memory</th>" if memory else "")
+            + f"</tr></thead><tbody>{body}</tbody></table>"
+        )
+
+
+class Sentence(str):
+    """Hold prose rendered from a measurement: it shows as Markdown and carries its ratios."""
+
+    records: list[dict[str, Any]]
+
+    def __new__(cls, text: str, records: list[dict[str, Any]]) -> Sentence:
+        sentence = super().__new__(cls, text)
+        sentence.records = records
+        return sentence
+
+    def __add__(self, other: str) -> Sentence:
+        return Sentence(str(self) + str(other), self.records + _records_of(other))
+
+    def __radd__(self, other: str) -> Sentence:
+        return Sentence(str(other) + str(self), _records_of(other) + self.records)
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        return {"text/markdown": str(self), "text/plain": str(self)}, {"perflab": self.records}
+
+
+def _records_of(text: str) -> list[dict[str, Any]]:
+    return list(text.records) if isinstance(text, Sentence) else []
+
+
+def _speedup_cell(row: ComparisonRow) -> str:
+    return "baseline" if row.is_baseline else describe_ratio(row.speedup)
+
+
+
+def _resolve(which: Measurement | str) -> Measurement:
+    if isinstance(which, Measurement):
+        return which
+    try:
+        return results[which]
+    except KeyError:
+        raise UnknownChoice("measurement", which, sorted(results)) from None
+
+
+def compare(
+    *measurements: Measurement | str,
+    baseline: Measurement | str | None = None,
+    title: str | None = None,
+    chart: bool = True,
+    interleave: bool = False,
+    tolerance: float = TOLERANCE,
+) -> Comparison:
+    """Return a table (and chart) of measurements against a baseline, default the first one.
+
+    Strings are looked up in ``results`` (filled by ``%%measure``). With ``interleave=True``,
+    the measurements that can be run again (a function, warmed up, several rounds) are timed
+    again together, round by round, and those times replace their own. Ask for it only when
+    each candidate runs the same in the state the others leave: not across an index added
+    between two measurements, a setting changed, or a cache warmed. With ``chart=True`` the
+    bar chart is drawn, kept on ``.figure``, and shown inline under IPython.
+    ``tolerance`` is how far a re-run's ratios may drift (``perflab verify``): a measurement
+    that can't hold the default (a load test on shared cores) declares its own.
+    """
+    if not measurements:
+        raise PerflabError("compare() needs at least one measurement.")
+    resolved = [_resolve(m) for m in measurements]
+    base = resolved[0] if baseline is None else _resolve(baseline)
+    if all(m is not base for m in resolved):
+        resolved.insert(0, base)
+    if interleave:
+        _interleave(resolved)
+    comparison = Comparison(resolved, baseline=base, title=title, tolerance=tolerance)
+    if chart:
+        comparison.figure = charts.bar_chart(resolved, title=title, baseline=base)
+        charts.show(comparison.figure, metadata={"perflab": [comparison.record()]})
+    return comparison
+
+
+def _interleave(measurements: Sequence[Measurement]) -> None:
+    """Time again, round by round, the measurements whose function can simply be run again."""
+    again = [
+        m for m in dict.fromkeys(measurements)  # a measurement listed twice is timed once
+        if m.func is not None and m.warmup >= 1 and m.repeat >= 2
+    ]
+    if len(again) < 2 or len({m.timer for m in again}) > 1:
+        return
+    times, _ = timed_rounds(
+        [(m.func, m.loops) for m in again if m.func is not None],
+        max(m.repeat for m in again),
+        clock(again[0].timer),
+        gc_on=any(m.gc_enabled for m in again),
+    )
+    for m, measured in zip(again, times, strict=True):
+        m.times_ms = measured
+        m.interleaved = True
+

@@ -1,0 +1,321 @@
+"""A lab: one kernel's database copy, caches and servers, and the tools to measure them.
+
+``open_lab()`` prepares one (configure Django, copy the template, set the caches); ``Lab``'s
+methods are the whole API a lesson uses: measure, compare, explain, get a page, start servers,
+run part of the lesson on another database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from perflab import caches, capture, kernel, services, storage
+from perflab import compare as comparing
+from perflab import explain as explaining
+from perflab import measure as measuring
+from perflab import seed as seeding
+from perflab.client import Requests
+from perflab.databases import postgres_or_none, prepare_postgres, prepare_sqlite
+from perflab.django_setup import check_migrations_match_models, configure_django, use_database
+from perflab.errors import PerflabError, ServiceUnavailable, UnknownChoice
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from django.http import HttpResponse
+
+    from perflab.compare import Comparison
+    from perflab.explain import Explain
+    from perflab.measure import Measurement
+    from perflab.services import Service
+
+__all__ = ["DATABASES", "TABLES", "Lab", "open_lab"]
+
+DATABASES = ("sqlite", "postgres")
+TABLES = (
+    "shop_category", "shop_tag", "shop_product", "shop_product_tags", "auth_user",
+    "shop_review", "shop_order", "shop_orderline",
+)
+
+
+@dataclass
+class Lab:
+    """One notebook's lab: which database and scale it runs on, and the tools to measure it."""
+
+    scale: seeding.Scale
+    database: str
+    name: str
+    database_settings: dict[str, Any]
+    template: str
+    cache: str
+    prepare_seconds: float
+    built_template: bool = False
+    notes: list[str] = field(default_factory=list)
+    cache_aliases: tuple[str, ...] = ()
+    _requests: Requests = field(default_factory=Requests, init=False, repr=False)
+    _elsewhere: dict[str, Lab] = field(default_factory=dict, init=False, repr=False)
+
+    # --- measuring: thin wrappers so notebooks only ever need `lab` ---------------------------
+    def measure(
+        self,
+        label: str,
+        func: Callable[[], Any] | None = None,
+        *,
+        repeat: int | None = None,
+        warmup: int | None = None,
+        using: str = "default",
+        memory: bool = False,
+        timer: str = "wall",
+        gc: bool = False,
+    ) -> Measurement:
+        """Measure ``func`` (or the ``with`` block): queries run, and time over rounds.
+
+        See ``perflab.measure.measure`` for the method (warm-up, untimed capture, GC off).
+        """
+        return measuring.measure(label, func, repeat=repeat, warmup=warmup, using=using,
+                               memory=memory, timer=timer, gc=gc)
+
+    def compare(
+        self,
+        *measurements: Measurement | str,
+        baseline: Measurement | str | None = None,
+        title: str | None = None,
+        chart: bool = True,
+        interleave: bool = False,
+        tolerance: float | None = None,
+    ) -> Comparison:
+        """Compare measurements side by side: a table and a bar chart, ratios to the first."""
+        return comparing.compare(
+            *measurements, baseline=baseline, title=title, chart=chart, interleave=interleave,
+            tolerance=comparing.TOLERANCE if tolerance is None else tolerance,
+        )
+
+    def explain(
+        self, queryset: QuerySet[Any], *, analyze: bool | None = None, using: str | None = None
+    ) -> Explain:
+        """Return the database's plan for ``queryset``, as this lab's vendor writes it."""
+        return explaining.explain(queryset, analyze=analyze, using=using)
+
+    def print_sql(self) -> Any:
+        """Print every query as it runs inside the block, as shell_plus --print-sql does."""
+        return capture.print_sql()
+
+    # --- requests ------------------------------------------------------------------------------
+    def get(
+        self,
+        target: str | type | Callable[..., Any],
+        path: str = "/",
+        *,
+        user: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """Send one GET and return the response, rendered. ``target`` is one of:
+
+        - a URL (``lab.get("/?page=2")``): through URL routing and every middleware, as a
+          browser's request goes; ``user`` is logged in (once) for it;
+        - a view class or function (``lab.get(ProductListView, "/?page=2")``): that view alone,
+          its request from ``RequestFactory`` with ``request.user`` set to ``user``;
+        - a WSGI handler (``lab.get(WSGIHandler(), "/healthz")``): as a server hands it a request.
+        """
+        return self._requests.send("get", target, path, user=user, headers=headers)
+
+    def post(
+        self,
+        target: str | type | Callable[..., Any],
+        path: str = "/",
+        *,
+        data: Any = None,
+        user: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """Send one POST of ``data`` (a form's fields), as ``get()`` sends a GET."""
+        return self._requests.send("post", target, path, user=user, headers=headers, data=data)
+
+    # --- services ------------------------------------------------------------------------------
+    def service(self, name: str, *, strict: bool | None = None) -> Any:
+        """Start (or reuse) a real server for this kernel; None with a hint if it is missing."""
+        return kernel.start_lab_service(name, strict=strict)
+
+    def servers(self, name: str, count: int, *, strict: bool | None = None) -> list[Service]:
+        """Start ``count`` more servers of one kind (a cluster), each its own, stopped at exit.
+
+        A missing binary raises when strict (``PERFLAB_STRICT=1``); otherwise it prints the
+        install line and returns an empty list.
+        """
+        if count < 1:
+            raise PerflabError(f"servers() needs a count of at least 1 (got {count}).")
+        try:
+            return [services.start_service(name, strict=strict) for _ in range(count)]
+        except ServiceUnavailable as exc:
+            if strict or (strict is None and services.is_strict()):
+                raise
+            print(f"⚠️  {exc}")
+            return []
+
+    def use_caches(self, *names: str) -> dict[str, Any]:
+        """Add one cache alias per backend named (beside "default"); return the caches by name.
+
+        Lets one notebook set local memory, files, the database, memcached and Redis side by
+        side. A server that is not installed is left out with a note (an error when strict).
+        """
+        for name in names:
+            if name not in caches.CACHES:
+                raise UnknownChoice("cache", name, caches.CACHES)
+        added = caches.add_caches(names, self.name)
+        self.cache_aliases = tuple(added)
+        return added
+
+    @contextmanager
+    def using(self, database: str) -> Iterator[Lab]:
+        """Run a block on another database, then come back to this lab's own copy.
+
+        ``with lab.using("postgres") as pg:`` points Django at a copy of the same data (same
+        scale) on a real PostgreSQL server; after the block, Django is back on this lab's
+        database. The other copy is made once per kernel and kept, so several cells can each
+        run a block on it and see what the earlier ones did. The caches are emptied at each
+        switch: a value cached from one database never answers for the other. A missing
+        server raises ServiceUnavailable, with the install line.
+        """
+        if database not in DATABASES:
+            raise UnknownChoice("database", database, DATABASES)
+        if database == self.database:
+            yield self
+            return
+        other = self._elsewhere.get(database)
+        if other is None:
+            other = open_lab(database=database, scale=self.scale, cache=self.cache,
+                             name=self.name, fallback=False)
+            self._elsewhere[database] = other
+        else:
+            other._switch_to()
+        try:
+            yield other
+        finally:
+            self._switch_to()
+
+    def _switch_to(self) -> None:
+        use_database(self.database_settings)
+        caches.use_cache(self.cache, self.name, [])
+        if self.cache_aliases:
+            caches.add_caches(self.cache_aliases, self.name)
+
+    # --- facts about the data ------------------------------------------------------------------
+    @property
+    def vendor(self) -> str:
+        from django.db import connection
+
+        return connection.vendor
+
+    @property
+    def sql_url(self) -> str:
+        """Return a SQLAlchemy URL for the same database, for ipython-sql's ``%sql``."""
+        db = self.database_settings
+        if self.database == "sqlite":
+            return f"sqlite:///{db['NAME']}"
+        # The folder holding the server's socket is libpq's host: a query parameter in a URL.
+        host = db.get("HOST") or db["OPTIONS"]["host"]
+        port = db.get("PORT") or db["OPTIONS"]["port"]
+        return (
+            f"postgresql+psycopg://{db['USER']}@/{db['NAME']}"
+            f"?host={quote(str(host), safe='/')}&port={port}"
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Return the row count of each shop table (a quick look at the scale)."""
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            result = {}
+            for table in TABLES:
+                cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")
+                result[table] = cursor.fetchone()[0]
+        return result
+
+    def storage(self, table: str) -> Any:
+        """Return the disk space ``table``'s rows and each of its indexes take."""
+        return storage.table_storage(table)
+
+    def add_index(self, model: Any, index: Any) -> None:
+        """Create ``index`` on ``model``'s table now, with the call an AddIndex migration makes."""
+        from django.db import connection
+
+        with connection.schema_editor() as editor:
+            editor.add_index(model, index)
+
+    def drop_index(self, model: Any, index: Any) -> None:
+        """Remove an index made by add_index(), as a RemoveIndex migration would."""
+        from django.db import connection
+
+        with connection.schema_editor() as editor:
+            editor.remove_index(model, index)
+
+    def database_size(self) -> int:
+        """Return the bytes this lab's whole database takes."""
+        return storage.database_size()
+
+    def reset(self) -> Lab:
+        """Throw this lab's database away and start again from the template (caches emptied)."""
+        fresh = open_lab(database=self.database, scale=self.scale, cache=self.cache,
+                         name=self.name)
+        if self.cache_aliases:
+            fresh.use_caches(*self.cache_aliases)
+        return fresh
+
+    def summary(self) -> str:
+        """Return one line about this lab (where its copy lives: ``database_settings``)."""
+        how = "built the template and copied it" if self.built_template else "copied the template"
+        return (
+            f"Lab {self.name!r}: {self.database} at scale {self.scale.name!r} "
+            f"({self.scale.products:,} products, {self.scale.reviews:,} reviews); "
+            f"{how} in {self.prepare_seconds:.2f} s; cache {self.cache!r}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.name} {self.database}/{self.scale.name}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        notes = "".join(f"<br>⚠️ {html.escape(n)}" for n in self.notes)
+        return f"<div><b>perflab</b> · {html.escape(self.summary())}{notes}</div>"
+
+
+def open_lab(
+    *,
+    database: str,
+    scale: seeding.Scale,
+    cache: str,
+    name: str,
+    fallback: bool = True,
+) -> Lab:
+    """Configure Django and give this kernel a fresh copy of ``database`` at ``scale``.
+
+    PostgreSQL that cannot start falls back to SQLite with a note when ``fallback`` (and not
+    strict); otherwise it raises ServiceUnavailable.
+    """
+    started = time.perf_counter()
+    configure_django()
+    check_migrations_match_models()
+    notes: list[str] = []
+    if database == "postgres":
+        if fallback and postgres_or_none(notes) is None:
+            database = "sqlite"
+        elif not fallback:
+            server = kernel.start_lab_service("postgres", strict=True)
+            if server is None:  # pragma: no cover - strict start raises instead
+                raise ServiceUnavailable("PostgreSQL could not start.")
+    if database == "postgres":
+        db_settings, template, built = prepare_postgres(scale, name)
+    else:
+        db_settings, template, built = prepare_sqlite(scale, name, notes)
+    use_database(db_settings)
+    cache = caches.use_cache(cache, name, notes)
+    return Lab(
+        scale=scale, database=database, name=name, database_settings=db_settings,
+        template=template, cache=cache, prepare_seconds=time.perf_counter() - started,
+        built_template=built, notes=notes,
+    )
