@@ -101,6 +101,8 @@ def test_using_postgres_runs_a_block_there_and_comes_back(lab) -> None:
     name = Product.objects.get(pk=1).name
     with lab.using("postgres") as pg:
         assert connection.vendor == "postgresql" and pg.database == "postgres"
+        host = pg.database_settings["HOST"]  # the socket folder, where Django and libpq look
+        assert Path(host, f".s.PGSQL.{pg.database_settings['PORT']}").is_socket()
         Product.objects.filter(pk=1).update(name="changed on PostgreSQL")
     assert connection.vendor == "sqlite"
     assert Product.objects.get(pk=1).name == name  # this lab's own copy, untouched
@@ -207,3 +209,23 @@ def test_post_sends_a_form_through_a_wsgi_handler(lab) -> None:
     with override_settings(MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"]):
         app = WSGIHandler()
     assert lab.post(app, "/healthz", data={"a": "1"}).status_code == 403  # no CSRF token
+
+
+def test_import_perflab_needs_no_posix_only_module(tmp_path: Path) -> None:
+    """On Windows there is no fcntl, pwd or grp: importing perflab must still work there.
+
+    (psutil needs `resource` on Linux only; on Windows it loads its own backend.)
+    """
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "for name in ('fcntl', 'pwd', 'grp'):\n"
+        "    sys.modules[name] = None  # importing it now raises ImportError, as on Windows\n"
+        "import perflab, perflab.lab, perflab.services, perflab.shared_postgres\n"
+        "print('imported')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO / "demo_project", timeout=120)
+    assert result.stdout.strip() == "imported", result.stderr

@@ -92,3 +92,18 @@ def test_a_lesson_run_twice_reproduces_its_ratio(tmp_path: Path) -> None:
     assert committed[(0, "sums", "fast")][0] > 3  # a tenth of the work
     assert [d.label for d in drifts] == ["fast"]
     assert drifts[0].now is not None and drifts[0].tolerance == 5.0 and drifts[0].held
+
+
+def _run(ratio_b: float, ratio_c: float) -> dict:
+    return {"cells": [{"cell_type": "code", "outputs": [{"metadata": {"perflab": [
+        {"comparison": "c", "baseline": "a", "ratios": {"b": ratio_b, "c": ratio_c},
+         "tolerance": 0.3},
+    ]}}]}]}
+
+
+def test_most_typical_keeps_the_run_closest_to_the_medians() -> None:
+    from perflab.verify import most_typical
+
+    runs = [_run(4.0, 10.0), _run(2.0, 6.0), _run(3.1, 7.9), _run(3.0, 30.0)]
+    assert most_typical(runs) == 2
+    assert most_typical([_run(2.0, 2.0)]) == 0

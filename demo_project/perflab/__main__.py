@@ -42,7 +42,18 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
         return 0
     failed = 0
     for path in paths:
-        report = notebooks.execute_notebook(path, scale=args.scale)
+        if args.runs > 1:
+            from . import verify
+
+            runs = [notebooks.execute_notebook(path, scale=args.scale, write=False)
+                    for _ in range(args.runs)]
+            report = runs[verify.most_typical([run.notebook for run in runs])]
+            if not report.errors:
+                notebooks.save(report)
+            print(f"{path.name}: kept run {runs.index(report) + 1} of {args.runs}, the one whose "
+                  "ratios sit closest to the runs' medians")
+        else:
+            report = notebooks.execute_notebook(path, scale=args.scale)
         status = "ok" if not report.errors else "FAILED"
         over = report.peak_rss_mb > notebooks.MEMORY_LIMIT_MB
         print(f"{path.name}: {status} in {report.seconds:.1f} s, "
@@ -63,6 +74,25 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for error in errors:
         print(f"error: {error}")
     return 0 if not errors and all(d.held for d in drifts) else 1
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    import os
+
+    from . import notebooks
+
+    paths = [Path(p).resolve() for p in args.paths] or [
+        path for path in notebooks.lesson_paths() if "lab.record(" in path.read_text()
+    ]
+    os.environ["PERFLAB_RECORD"] = "1"
+    failed = 0
+    for path in paths:
+        report = notebooks.execute_notebook(path, scale=args.scale, write=False)
+        print(f"{path.name}: {'ok' if not report.errors else 'FAILED'}")
+        for error in report.errors:
+            print(f"  {error}")
+        failed += bool(report.errors)
+    return 1 if failed else 0
 
 
 def _cmd_site(args: argparse.Namespace) -> int:
@@ -181,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="*", help="only these notebooks (default: all lessons)")
     p.add_argument("--scale", default="small")
     p.add_argument("--no-execute", action="store_true", help="only update navigation")
+    p.add_argument("--runs", type=int, default=1, help="run each lesson N times and keep the "
+                   "most typical run (its ratios closest to the N runs' medians)")
     p.set_defaults(func=_cmd_notebooks)
 
     p = sub.add_parser("verify", help="re-run lessons (not saved) and check that every committed "
@@ -188,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="*", help="only these notebooks (default: all lessons)")
     p.add_argument("--scale", default="small")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("record", help="re-run lessons (not saved) and write the figures their "
+                       "lab.record() cells keep, for kernels that cannot measure them")
+    p.add_argument("paths", nargs="*", help="lessons (default: those that call lab.record)")
+    p.add_argument("--scale", default="small")
+    p.set_defaults(func=_cmd_record)
 
     p = sub.add_parser("site", help="run the shop in a browser with django-debug-toolbar")
     p.add_argument("--scale", help="default: $PERFLAB_SCALE or small")

@@ -51,11 +51,16 @@ def sqlite_settings(path: Path) -> dict[str, Any]:
 def postgres_settings(server: Any, dbname: str) -> dict[str, Any]:
     """Return Django's DATABASES entry for ``dbname`` on ``server``, through its socket folder.
 
-    The socket folder goes in the URL's query (django-environ keeps a %-encoded host as it is).
+    django-environ keeps a %-encoded socket folder in a URL's host as it is, so the folder
+    goes in the query, and from there into HOST and PORT, where Django and libpq expect it.
     """
-    return environ.Env.db_url_config(
-        f"postgres://postgres@/{dbname}?host={quote(str(server.host), safe='/')}&port={server.port}"
+    settings = environ.Env.db_url_config(
+        f"postgres://postgres@/{dbname}?host={quote(str(server.host), safe='/')}"
+        f"&port={server.port}"
     )
+    options = settings["OPTIONS"]
+    settings["HOST"], settings["PORT"] = options.pop("host"), str(options.pop("port"))
+    return settings
 
 
 def _seed_current(scale: seeding.Scale) -> None:

@@ -18,6 +18,7 @@ from perflab import caches, capture, kernel, services, storage
 from perflab import compare as comparing
 from perflab import explain as explaining
 from perflab import measure as measuring
+from perflab import recorded as recordings
 from perflab import seed as seeding
 from perflab.client import Requests
 from perflab.databases import postgres_or_none, prepare_postgres, prepare_sqlite
@@ -99,6 +100,19 @@ class Lab:
     ) -> Explain:
         """Return the database's plan for ``queryset``, as this lab's vendor writes it."""
         return explaining.explain(queryset, analyze=analyze, using=using)
+
+    def record(self, name: str, *measurements: Measurement, title: str) -> recordings.Recorded:
+        """Keep ``measurements`` as the recorded figures ``name``, for kernels that can't run them.
+
+        Writes ``notebooks/recorded/<name>.json`` under ``python -m perflab record``; otherwise
+        checks this run's query counts against that record (a stale record is an error).
+        """
+        return recordings.record(name, list(measurements), title=title, scale=self.scale.name,
+                               database=self.database)
+
+    def recorded(self, name: str) -> recordings.Recorded:
+        """Show the recorded figures ``name``: labelled with where and when they were measured."""
+        return recordings.load(name)
 
     def print_sql(self) -> Any:
         """Print every query as it runs inside the block, as shell_plus --print-sql does."""

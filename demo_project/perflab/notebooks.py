@@ -181,9 +181,17 @@ def execute_notebook(
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 errors.append(f"cell {i}: {output.get('ename')}: {output.get('evalue')}")
-    if write and not errors:
-        _tidy(nb)
-        nbformat.write(nb, path)
-    return ExecutionReport(
+    report = ExecutionReport(
         path=path, seconds=seconds, peak_rss_mb=peak_kb / 1024, errors=errors, notebook=nb
     )
+    if write and not errors:
+        save(report)
+    return report
+
+
+def save(report: ExecutionReport) -> None:
+    """Write a clean run's outputs into its notebook (tidied: no timings, no kernel ids)."""
+    import nbformat
+
+    _tidy(report.notebook)
+    nbformat.write(report.notebook, report.path)

@@ -19,7 +19,7 @@ from typing import Any
 from .compare import TOLERANCE
 from .formatting import describe_ratio
 
-__all__ = ["Drift", "check_lessons", "format_table", "ratio_records"]
+__all__ = ["Drift", "check_lessons", "format_table", "most_typical", "ratio_records"]
 
 #: (cell index, comparison, candidate) -> (ratio, tolerance)
 Records = dict[tuple[int, str, str], tuple[float, float]]
@@ -117,3 +117,29 @@ def format_table(drifts: list[Drift]) -> str:
 
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def most_typical(runs: list[Mapping[str, Any]]) -> int:
+    """Return the index of the run whose ratios sit closest to the runs' medians.
+
+    Each ratio's distance is measured on a log scale (2x faster and 2x slower are as far from
+    1x), and a run's score is the sum over its ratios: the run a re-run most likely resembles.
+    """
+    records = [ratio_records(run) for run in runs]
+    keys = set().union(*records)
+
+    def score(found: Records) -> float:
+        total = 0.0
+        for key in keys:
+            values = sorted(r[key][0] for r in records if key in r and r[key][0] > 0)
+            if key not in found or not values or found[key][0] <= 0:
+                total += 10.0  # a ratio this run lacks: as far off as anything gets
+                continue
+            median = values[len(values) // 2] if len(values) % 2 else math.sqrt(
+                values[len(values) // 2 - 1] * values[len(values) // 2]
+            )
+            total += abs(math.log(found[key][0] / median))
+        return total
+
+    scores = [score(found) for found in records]
+    return scores.index(min(scores))
