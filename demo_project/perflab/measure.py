@@ -44,7 +44,7 @@ __all__ = [
     "timed_rounds",
 ]
 
-DEFAULT_REPEAT = 5
+DEFAULT_REPEAT = 9
 DEFAULT_WARMUP = 1
 #: A timed round lasts at least this long: a faster call is looped within the round (timeit's
 #: autorange), so the clock's resolution and one-off hiccups stop mattering.
@@ -64,7 +64,7 @@ class Measurement:
 
     ``queries`` come from one run; ``times_ms`` has one entry per timed round: the time of one
     call, averaged over the ``loops`` calls of that round. The spread is the min-max range
-    (``min_ms``, ``max_ms``): with five rounds it is more honest than a standard deviation, and
+    (``min_ms``, ``max_ms``): with a handful of rounds it is more honest than a standard deviation, and
     it is what the chart's error bars show.
     """
 
@@ -248,7 +248,7 @@ def measure(
     """Run ``func`` repeatedly and return its queries and timings, so claims rest on numbers.
 
     With ``func``: ``warmup`` untimed runs (default 1: connection, caches and imports warm up),
-    one run with the queries captured, then ``repeat`` timed rounds (default 5), each looping
+    one run with the queries captured, then ``repeat`` timed rounds (default 9), each looping
     the call until it lasts ``MIN_ROUND_MS``, with the garbage collector off (``gc=True`` keeps
     it on, where allocation is the lesson). ``timer="cpu"`` counts this process's CPU time.
     With ``warmup=0`` the function may change state (an insert, a cache miss): then the first
