@@ -64,8 +64,8 @@ class Measurement:
 
     ``queries`` come from one run; ``times_ms`` has one entry per timed round: the time of one
     call, averaged over the ``loops`` calls of that round. The spread is the min-max range
-    (``min_ms``, ``max_ms``): with a handful of rounds it is more honest than a standard deviation, and
-    it is what the chart's error bars show.
+    (``min_ms``, ``max_ms``): with a handful of rounds it is more honest than a standard
+    deviation, and it is what the chart's error bars show.
     """
 
     label: str
@@ -356,6 +356,10 @@ def timed_rounds(
             for offset in range(len(candidates)):
                 index = (number + offset) % len(candidates)
                 func, loops = candidates[index]
+                if not gc_on:
+                    # Untimed, as timeit's repeats are: the last round's garbage goes now, so no
+                    # round starts on a heap swollen by the ones before it.
+                    gc_module.collect(0)
                 start = clock()
                 for _ in range(loops):
                     result = func()
