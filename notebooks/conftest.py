@@ -30,9 +30,8 @@ def stop_this_process_servers() -> None:
     """Drop this process's PostgreSQL labs and stop the servers it started (unit tests' ones)."""
     from perflab import kernel, services
 
-    kernel.drop_postgres_labs()  # only if a test made one (and so configured Django)
+    kernel.release()  # drops its PostgreSQL labs while the server still runs
     services.stop_all()
-    kernel.release()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -26,11 +26,8 @@ from perflab.django_setup import check_migrations_match_models, configure_django
 from perflab.errors import PerflabError, ServiceUnavailable, UnknownChoice
 
 if TYPE_CHECKING:
-    from django.db.models import QuerySet
     from django.http import HttpResponse
 
-    from perflab.compare import Comparison
-    from perflab.explain import Explain
     from perflab.measure import Measurement
     from perflab.services import Service
 
@@ -60,46 +57,13 @@ class Lab:
     _requests: Requests = field(default_factory=Requests, init=False, repr=False)
     _elsewhere: dict[str, Lab] = field(default_factory=dict, init=False, repr=False)
 
-    # --- measuring: thin wrappers so notebooks only ever need `lab` ---------------------------
-    def measure(
-        self,
-        label: str,
-        func: Callable[[], Any] | None = None,
-        *,
-        repeat: int | None = None,
-        warmup: int | None = None,
-        using: str = "default",
-        memory: bool = False,
-        timer: str = "wall",
-        gc: bool = False,
-    ) -> Measurement:
-        """Measure ``func`` (or the ``with`` block): queries run, and time over rounds.
-
-        See ``perflab.measure.measure`` for the method (warm-up, untimed capture, GC off).
-        """
-        return measuring.measure(label, func, repeat=repeat, warmup=warmup, using=using,
-                               memory=memory, timer=timer, gc=gc)
-
-    def compare(
-        self,
-        *measurements: Measurement | str,
-        baseline: Measurement | str | None = None,
-        title: str | None = None,
-        chart: bool = True,
-        interleave: bool = False,
-        tolerance: float | None = None,
-    ) -> Comparison:
-        """Compare measurements side by side: a table and a bar chart, ratios to the first."""
-        return comparing.compare(
-            *measurements, baseline=baseline, title=title, chart=chart, interleave=interleave,
-            tolerance=comparing.TOLERANCE if tolerance is None else tolerance,
-        )
-
-    def explain(
-        self, queryset: QuerySet[Any], *, analyze: bool | None = None, using: str | None = None
-    ) -> Explain:
-        """Return the database's plan for ``queryset``, as this lab's vendor writes it."""
-        return explaining.explain(queryset, analyze=analyze, using=using)
+    # --- measuring: the toolkit's own functions, so notebooks only ever need `lab` ------------
+    # The same objects as perflab.measure.measure etc.: their real, typed signatures, no wrapper.
+    measure = staticmethod(measuring.measure)
+    compare = staticmethod(comparing.compare)
+    explain = staticmethod(explaining.explain)
+    recorded = staticmethod(recordings.load)
+    print_sql = staticmethod(capture.print_sql)
 
     def record(self, name: str, *measurements: Measurement, title: str) -> recordings.Recorded:
         """Keep ``measurements`` as the recorded figures ``name``, for kernels that can't run them.
@@ -109,14 +73,6 @@ class Lab:
         """
         return recordings.record(name, list(measurements), title=title, scale=self.scale.name,
                                database=self.database)
-
-    def recorded(self, name: str) -> recordings.Recorded:
-        """Show the recorded figures ``name``: labelled with where and when they were measured."""
-        return recordings.load(name)
-
-    def print_sql(self) -> Any:
-        """Print every query as it runs inside the block, as shell_plus --print-sql does."""
-        return capture.print_sql()
 
     # --- requests ------------------------------------------------------------------------------
     def get(
@@ -318,10 +274,8 @@ def open_lab(
     if database == "postgres":
         if fallback and postgres_or_none(notes) is None:
             database = "sqlite"
-        elif not fallback:
-            server = kernel.start_lab_service("postgres", strict=True)
-            if server is None:  # pragma: no cover - strict start raises instead
-                raise ServiceUnavailable("PostgreSQL could not start.")
+        elif not fallback:  # raises ServiceUnavailable, with the install line, if it can't start
+            kernel.start_lab_service("postgres", strict=True)
     if database == "postgres":
         db_settings, template, built = prepare_postgres(scale, name)
     else:
