@@ -107,3 +107,19 @@ def test_most_typical_keeps_the_run_closest_to_the_medians() -> None:
     runs = [_run(4.0, 10.0), _run(2.0, 6.0), _run(3.1, 7.9), _run(3.0, 30.0)]
     assert most_typical(runs) == 2
     assert most_typical([_run(2.0, 2.0)]) == 0
+
+
+def test_most_typical_prefers_no_outlier_to_the_smallest_sum() -> None:
+    from perflab.verify import most_typical
+
+    # Medians: b 3.0, c 10.0. Run 0 has b on its median and c 35% off (sum 0.3, worst 0.3);
+    # run 1 has both 20% off (sum 0.4, worst 0.2). A re-run fails on its worst ratio: keep run 1.
+    runs = [_run(3.0, 13.5), _run(3.66, 8.19), _run(2.0, 10.0), _run(5.0, 20.0), _run(1.5, 5.0)]
+    assert most_typical(runs) == 1
+
+
+def test_unsteady_names_the_ratios_that_spread_wider_than_their_tolerance() -> None:
+    from perflab.verify import unsteady
+
+    assert unsteady([_run(3.0, 10.0), _run(3.2, 10.5), _run(2.9, 9.8)]) == []
+    assert unsteady([_run(3.0, 10.0), _run(3.2, 16.0), _run(2.9, 9.8)]) == [("c", "c", 9.8, 16.0)]

@@ -52,6 +52,9 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
                 notebooks.save(report)
             print(f"{path.name}: kept run {runs.index(report) + 1} of {args.runs}, the one whose "
                   "ratios sit closest to the runs' medians")
+            for comparison, label, low, high in verify.unsteady([run.notebook for run in runs]):
+                print(f"  unsteady: {comparison} / {label}: "
+                      f"{low:.3g}x to {high:.3g}x across the runs")
         else:
             report = notebooks.execute_notebook(path, scale=args.scale)
         status = "ok" if not report.errors else "FAILED"

@@ -19,7 +19,7 @@ from typing import Any
 from .compare import TOLERANCE
 from .formatting import describe_ratio
 
-__all__ = ["Drift", "check_lessons", "format_table", "most_typical", "ratio_records"]
+__all__ = ["Drift", "check_lessons", "format_table", "most_typical", "ratio_records", "unsteady"]
 
 #: (cell index, comparison, candidate) -> (ratio, tolerance)
 Records = dict[tuple[int, str, str], tuple[float, float]]
@@ -123,23 +123,47 @@ def most_typical(runs: list[Mapping[str, Any]]) -> int:
     """Return the index of the run whose ratios sit closest to the runs' medians.
 
     Each ratio's distance is measured on a log scale (2x faster and 2x slower are as far from
-    1x), and a run's score is the sum over its ratios: the run a re-run most likely resembles.
+    1x). The kept run is the one whose farthest ratio is nearest its median: a re-run is checked
+    ratio by ratio, so one outlier is what fails it. The sum of distances breaks ties.
     """
     records = [ratio_records(run) for run in runs]
-    keys = set().union(*records)
+    medians = _medians(records)
 
-    def score(found: Records) -> float:
-        total = 0.0
-        for key in keys:
-            values = sorted(r[key][0] for r in records if key in r and r[key][0] > 0)
-            if key not in found or not values or found[key][0] <= 0:
-                total += 10.0  # a ratio this run lacks: as far off as anything gets
-                continue
-            median = values[len(values) // 2] if len(values) % 2 else math.sqrt(
-                values[len(values) // 2 - 1] * values[len(values) // 2]
-            )
-            total += abs(math.log(found[key][0] / median))
-        return total
+    def score(found: Records) -> tuple[float, float]:
+        distances = [
+            abs(math.log(found[key][0] / median))
+            if key in found and found[key][0] > 0 else 10.0  # a ratio this run lacks
+            for key, median in medians.items()
+        ]
+        return (max(distances, default=0.0), sum(distances))
 
     scores = [score(found) for found in records]
     return scores.index(min(scores))
+
+
+def unsteady(runs: list[Mapping[str, Any]]) -> list[tuple[str, str, float, float]]:
+    """Return the ratios whose runs spread wider than their tolerance around the median.
+
+    One row per such ratio: comparison, candidate, lowest and highest ratio seen. These are the
+    measurements a re-run is likely to miss, worth a longer measurement or a declared tolerance.
+    """
+    records = [ratio_records(run) for run in runs]
+    rows = []
+    for key, median in _medians(records).items():
+        values = [r[key][0] for r in records if key in r]
+        tolerance = next(r[key][1] for r in records if key in r)
+        if any(abs(v - median) > tolerance * median for v in values):
+            rows.append((key[1], key[2], min(values), max(values)))
+    return rows
+
+
+def _medians(records: list[Records]) -> dict[tuple[int, str, str], float]:
+    medians = {}
+    for key in set().union(*records):
+        values = sorted(r[key][0] for r in records if key in r and r[key][0] > 0)
+        if values:
+            middle = len(values) // 2
+            medians[key] = values[middle] if len(values) % 2 else math.sqrt(
+                values[middle - 1] * values[middle]
+            )
+    return medians
