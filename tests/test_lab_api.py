@@ -229,3 +229,40 @@ def test_import_perflab_needs_no_posix_only_module(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=REPO / "demo_project", timeout=120)
     assert result.stdout.strip() == "imported", result.stderr
+
+
+def test_using_another_scale_runs_a_block_on_that_data_and_comes_back(lab) -> None:
+    from shop.models import Product
+
+    tiny = Product.objects.count()
+    with lab.using(scale="small") as bigger:
+        assert bigger.scale.name == "small" and bigger.database == lab.database
+        assert Product.objects.count() == perflab.SCALES["small"].products
+        Product.objects.filter(pk=1).update(name="changed at small")
+    assert Product.objects.count() == tiny == perflab.SCALES["tiny"].products
+    assert Product.objects.get(pk=1).name != "changed at small"  # two files side by side
+    with lab.using(scale="small"):  # the same copy again: earlier blocks' changes are there
+        assert Product.objects.get(pk=1).name == "changed at small"
+    with lab.using(scale="tiny") as same:
+        assert same is lab
+    with pytest.raises(perflab.UnknownChoice), lab.using(scale="huge"):
+        pass
+
+
+def test_profile_names_functions_and_modules_never_paths(lab) -> None:
+    import json as json_module
+
+    from perflab.profiling import module_of
+
+    assert module_of("/x/.venv/lib/python3.11/site-packages/rest_framework/fields.py") == (
+        "rest_framework.fields"
+    )
+    assert module_of("/usr/lib/python3.11/json/__init__.py") == "json"
+    assert module_of("/tmp/ipykernel_4242/123456.py") == ""  # a notebook cell: left out
+    rows = [{"n": i, "tags": [str(j) for j in range(30)]} for i in range(20_000)]
+    found = lab.profile(lambda: [json_module.dumps(rows) for _ in range(3)], top=5)
+    assert found.rows and len(found.rows) <= 5
+    assert all(0 < row.share <= 1 for row in found.rows)
+    assert any(row.module.startswith("json") for row in found.rows)
+    text = str(found) + found._repr_html_()
+    assert "/" not in text.replace("</", "") and ".py" not in text

@@ -488,6 +488,20 @@ def test_compare_draws_two_panels() -> None:
     assert [ax.get_title() for ax in comparison.figure.axes] == ["Queries per run", "Time per run"]
 
 
+def test_compare_without_queries_draws_time_alone_at_one_size() -> None:
+    from perflab import charts
+
+    many = [measurement(f"serializer number {i}", queries=0, times_ms=[1.0 + i]) for i in range(8)]
+    two = [measurement("a", queries=3, times_ms=[2.0]), measurement("b", queries=1, times_ms=[1.0])]
+
+    time_only = compare(*many, title="no queries").figure
+    both = compare(*two, title="queries").figure
+
+    assert [ax.get_title() for ax in time_only.axes] == ["Time per run (no queries sent)"]
+    assert tuple(time_only.get_size_inches()) == charts.TIME_ONLY_FIGSIZE  # not 8 bars wide
+    assert tuple(both.get_size_inches()) == charts.FIGSIZE
+
+
 def test_charts_leave_no_figure_open_in_pyplot() -> None:
     import matplotlib.pyplot as plt
 

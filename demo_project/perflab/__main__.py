@@ -33,11 +33,13 @@ def _cmd_bench_seed(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
-    from . import notebooks
+    from . import handouts, notebooks
 
     paths = [Path(p).resolve() for p in args.paths] or notebooks.lesson_paths()
     for path in notebooks.update_navigation(notebooks.lesson_paths()):
         print(f"navigation updated: {path.name}")
+    for path in handouts.write_handouts(notebooks.lesson_paths(), notebooks.NOTEBOOKS):
+        print(f"handout updated: {path.name}")
     if args.no_execute:
         return 0
     failed = 0
@@ -210,10 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=200_000)
     p.set_defaults(func=_cmd_bench_seed)
 
-    p = sub.add_parser("notebooks", help="regenerate navigation and re-run every lesson")
+    p = sub.add_parser("notebooks", help="regenerate navigation and handouts, re-run every lesson")
     p.add_argument("paths", nargs="*", help="only these notebooks (default: all lessons)")
     p.add_argument("--scale", default="small")
-    p.add_argument("--no-execute", action="store_true", help="only update navigation")
+    p.add_argument("--no-execute", action="store_true",
+                   help="only update the navigation and the handouts")
     p.add_argument("--runs", type=int, default=1, help="run each lesson N times and keep the "
                    "most typical run (its ratios closest to the N runs' medians)")
     p.set_defaults(func=_cmd_notebooks)

@@ -57,6 +57,11 @@ def show(fig: Figure, *, metadata: dict[str, Any] | None = None) -> None:
         display(fig, metadata=metadata)
 
 
+#: Every bar chart has this size, so the lessons' charts line up: two panels, or the time alone.
+FIGSIZE = (10.0, 3.4)
+TIME_ONLY_FIGSIZE = (7.5, 3.4)
+
+
 def bar_chart(
     measurements: Sequence[Measurement],
     *,
@@ -66,20 +71,24 @@ def bar_chart(
     """Return side-by-side bars of query count and median time, so both costs show at a glance.
 
     Time bars carry min-max error bars and, when ``baseline`` is given, a "N times faster" note.
+    When no candidate sends a query, the query panel would be all zeros: only time is drawn.
     """
     plt = _pyplot()
+    many = len(measurements) > 4
     # Long labels would overlap under neighbouring bars; wrap them onto short lines instead.
-    labels = [textwrap.fill(m.label, width=16) for m in measurements]
+    labels = [textwrap.fill(m.label, width=14 if many else 18) for m in measurements]
     colors = [_BASELINE_COLOR if m is baseline else _COLOR for m in measurements]
-    fig, (ax_queries, ax_time) = plt.subplots(
-        1, 2, figsize=(max(6.0, 2.2 * len(measurements) + 2), 3.2)
-    )
-
     counts = [m.query_count for m in measurements]
-    bars = ax_queries.bar(labels, counts, color=colors)
-    ax_queries.bar_label(bars, labels=[str(c) for c in counts], padding=2)
-    ax_queries.set_ylabel("queries")
-    ax_queries.set_title("Queries per run")
+    if any(counts):
+        fig, (ax_queries, ax_time) = plt.subplots(1, 2, figsize=FIGSIZE)
+        bars = ax_queries.bar(labels, counts, color=colors)
+        ax_queries.bar_label(bars, labels=[str(c) for c in counts], padding=2)
+        ax_queries.set_ylabel("queries")
+        ax_queries.set_title("Queries per run")
+        axes = (ax_queries, ax_time)
+    else:
+        fig, ax_time = plt.subplots(figsize=TIME_ONLY_FIGSIZE)
+        axes = (ax_time,)
 
     medians = [m.median_ms for m in measurements]
     errors = [
@@ -87,15 +96,16 @@ def bar_chart(
         [m.max_ms - m.median_ms for m in measurements],
     ]
     bars = ax_time.bar(labels, medians, color=colors, yerr=errors, capsize=4)
-    ax_time.bar_label(bars, labels=[_time_label(m, baseline) for m in measurements], padding=2)
+    ax_time.bar_label(bars, labels=[_time_label(m, baseline) for m in measurements], padding=2,
+                      **({"fontsize": 8} if many else {}))
     ax_time.set_ylabel("median ms (min-max)")
-    ax_time.set_title("Time per run")
+    ax_time.set_title("Time per run" + ("" if any(counts) else " (no queries sent)"))
 
-    for ax in (ax_queries, ax_time):
+    for ax in axes:
         # Headroom so the value labels above the tallest bar stay inside the axes.
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.2)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.tick_params(axis="x", labelrotation=15 if len(measurements) > 3 else 0)
+        ax.tick_params(axis="x", **({"labelrotation": 30, "labelsize": 8} if many else {}))
     if title:
         fig.suptitle(title)
     return _finish(fig, plt)
@@ -122,7 +132,7 @@ def scaling_chart(
 ) -> Figure:
     """Return one line per series against ``xs``, to show how cost grows with data size."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    fig, ax = plt.subplots(figsize=TIME_ONLY_FIGSIZE)
     for name, ys in series.items():
         ax.plot(list(xs), ys, marker="o", label=name)
     ax.set_xlabel(xlabel)

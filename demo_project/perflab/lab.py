@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from perflab import caches, capture, kernel, services, storage
+from perflab import caches, capture, kernel, profiling, services, storage
 from perflab import compare as comparing
 from perflab import explain as explaining
 from perflab import measure as measuring
@@ -64,6 +64,7 @@ class Lab:
     explain = staticmethod(explaining.explain)
     recorded = staticmethod(recordings.load)
     print_sql = staticmethod(capture.print_sql)
+    profile = staticmethod(profiling.profile)
 
     def record(self, name: str, *measurements: Measurement, title: str) -> recordings.Recorded:
         """Keep ``measurements`` as the recorded figures ``name``, for kernels that can't run them.
@@ -140,26 +141,33 @@ class Lab:
         return added
 
     @contextmanager
-    def using(self, database: str) -> Iterator[Lab]:
-        """Run a block on another database, then come back to this lab's own copy.
+    def using(self, database: str | None = None, *, scale: str | None = None) -> Iterator[Lab]:
+        """Run a block on another database or at another scale, then come back to this lab.
 
         ``with lab.using("postgres") as pg:`` points Django at a copy of the same data (same
-        scale) on a real PostgreSQL server; after the block, Django is back on this lab's
-        database. The other copy is made once per kernel and kept, so several cells can each
-        run a block on it and see what the earlier ones did. The caches are emptied at each
-        switch: a value cached from one database never answers for the other. A missing
-        server raises ServiceUnavailable, with the install line.
+        scale) on a real PostgreSQL server; ``with lab.using(scale="default"):`` at a copy of
+        the same database holding another scale's data (its template is built once if need be),
+        so one notebook can measure the same code on both sizes. After the block, Django is
+        back on this lab's database. Each other copy is made once per kernel and kept, so
+        several cells can each run a block on it and see what the earlier ones did. The caches
+        are emptied at each switch: a value cached from one database never answers for
+        another. A missing server raises ServiceUnavailable, with the install line.
         """
+        database = database or self.database
         if database not in DATABASES:
             raise UnknownChoice("database", database, DATABASES)
-        if database == self.database:
+        size = self.scale if scale is None else seeding.resolve_scale(scale)
+        if database == self.database and size.name == self.scale.name:
             yield self
             return
-        other = self._elsewhere.get(database)
+        key = f"{database}/{size.name}"
+        other = self._elsewhere.get(key)
         if other is None:
-            other = open_lab(database=database, scale=self.scale, cache=self.cache,
-                             name=self.name, fallback=False)
-            self._elsewhere[database] = other
+            # Another scale gets its own file name: the two copies live side by side.
+            name = self.name if size.name == self.scale.name else f"{self.name}-{size.name}"
+            other = open_lab(database=database, scale=size, cache=self.cache, name=name,
+                             fallback=False)
+            self._elsewhere[key] = other
         else:
             other._switch_to()
         try:
