@@ -5,6 +5,11 @@ PostgreSQL labs they made and stop the servers they started themselves, so lesso
 what a learner's kernel would: the user's shared PostgreSQL (`perflab.shared_postgres`) and
 servers of their own.
 
+Scale: the committed outputs come from the `small` data. A checked cell that prints numbers
+of the data itself (rows counted, pages, ids) is tagged `scale-dependent`: at another scale
+(`PERFLAB_SCALE=default`) it still runs, and its asserts still hold, but its output is not
+compared with the small run's. Every other checked cell must print the same at every scale.
+
 Memory: when a lesson's last cell is torn down, nbval has shut its kernel down and reaped it,
 so the kernel's peak resident memory is in this process's RUSAGE_CHILDREN. That figure is the
 largest peak of any child so far, so the first lesson to go over the budget is the one that fails.
@@ -46,6 +51,19 @@ def children_peak_mb() -> float:
     """Return the largest peak resident memory of any child process reaped so far, in MB."""
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+SCALE_DEPENDENT = "scale-dependent"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """At a scale other than small, don't compare the outputs of cells tagged scale-dependent."""
+    if os.environ.get("PERFLAB_SCALE", "small") == "small":
+        return
+    for item in items:
+        cell = getattr(item, "cell", None)
+        if cell is not None and SCALE_DEPENDENT in cell.get("metadata", {}).get("tags", []):
+            item.options["check"] = False
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -76,6 +76,22 @@ def test_an_unknown_scale_is_one_line_naming_where_it_came_from(tmp_path: Path) 
     ]
 
 
+@pytest.mark.services
+def test_seed_builds_a_postgres_template_once_and_leaves_no_server(tmp_path: Path) -> None:
+    def seed() -> str:
+        result = subprocess.run([*CLI, "seed", "--scale", "tiny", "--database", "postgres"],
+                                env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+                                check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert seed().startswith("Built template for scale 'tiny' at database perflab_tpl_tiny_")
+    assert seed().startswith("Already up to date: template for scale 'tiny'")
+    stop = subprocess.run([*CLI, "services", "stop-all"], env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert stop.returncode == 0, stop.stderr
+
+
 def test_site_on_a_port_in_use_says_how_to_pick_another(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

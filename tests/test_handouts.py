@@ -87,3 +87,15 @@ def test_every_lesson_states_questions_objectives_and_terms() -> None:
         overview = next("".join(c["source"]) for c in nb["cells"]
                         if "".join(c["source"]).startswith("## Overview"))
         assert "**Questions**" in overview and "**Objectives**" in overview, path.name
+
+
+def test_every_lesson_asks_for_a_prediction_and_has_two_checked_exercises() -> None:
+    for path in LESSONS:
+        nb = json.loads(path.read_text())
+        text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+        assert "**Predict first.**" in text, f"{path.name} asks for no prediction"
+        for heading in ("### Exercise 1 (core)", "### Exercise 2 (stretch)"):
+            assert heading in text, f"{path.name} lacks {heading}"
+        solutions = [c for c in nb["cells"] if "solution" in c["metadata"].get("tags", [])]
+        assert len(solutions) >= 2, f"{path.name}: each exercise needs a hidden running solution"
+        assert all("check" in "".join(c["source"]) for c in solutions), path.name

@@ -17,9 +17,19 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     django_setup.configure_django()
     django_setup.check_migrations_match_models()
     started = time.perf_counter()
-    path, built = databases.sqlite_template(scale)
+    if args.database == "postgres":
+        from .lab import open_lab
+
+        # The template is built once on the user's server; the copy made beside it is dropped
+        # when this process exits.
+        lab = open_lab(database="postgres", scale=scale, cache="locmem", name="seed",
+                       fallback=False)
+        where, built = f"database {lab.template} on your PostgreSQL server", lab.built_template
+    else:
+        path, built = databases.sqlite_template(scale)
+        where = str(path)
     what = "Built" if built else "Already up to date:"
-    print(f"{what} template for scale {scale.name!r} at {path} "
+    print(f"{what} template for scale {scale.name!r} at {where} "
           f"({time.perf_counter() - started:.1f} s)")
     return 0
 
@@ -206,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("seed", help="build the template database for a scale (once)")
     p.add_argument("--scale", help="tiny, small, default or large (default: $PERFLAB_SCALE, "
                    "else small)")
+    p.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
+                   help="which server's template to build (default: sqlite)")
     p.set_defaults(func=_cmd_seed)
 
     p = sub.add_parser("bench-seed", help="seeding rate: perflab vs raw executemany vs bulk_create")

@@ -52,7 +52,26 @@ class Explain:
             nodes = _sqlite_nodes(self.text)
             if nodes is not None:
                 return _sqlite_tree(nodes)
+        if self.vendor == "postgresql" and self.analyze:
+            return self.summary()
         return self.text
+
+    def summary(self) -> str:
+        """Return a PostgreSQL plan as its nodes with estimated and actual rows, and conditions.
+
+        Costs, timings, buffers and memory change from run to run and bury the shape of the
+        plan; the full plan stays one call away, in ``.text``.
+        """
+        lines = []
+        for raw in _pg_plan_lines(self.text):
+            stripped = raw.strip()
+            match = _PG_NODE.match(raw.rstrip())
+            if _is_pg_node(stripped, first=not lines) and match:
+                lines.append((match.group(1) or "") + match.group(2).rstrip()
+                             + _pg_rows(match.group(3), match.group(4)))
+            elif stripped.startswith((*_PG_KEPT_DETAILS, "Rows Removed by")):
+                lines.append(raw.rstrip())
+        return "\n".join(lines) + "\n(costs, timings and buffers: print(plan.text))"
 
     def _repr_html_(self) -> str:
         return f"<pre class='perflab-explain'>{html.escape(str(self))}</pre>"
@@ -157,19 +176,45 @@ def _has_later_sibling(nodes: list[tuple[int, str]], index: int, level: int) -> 
     return False
 
 
-def _pg_shape(text: str) -> str:
-    lines = []
-    in_node_section = True
+def _pg_plan_lines(text: str) -> list[str]:
+    """Return the plan's own lines: up to the first top-level section after it (Planning: ...)."""
+    lines: list[str] = []
     for raw in text.splitlines():
         if not raw.strip():
             continue
-        stripped = raw.strip()
         if not raw.startswith(" ") and lines:
-            # A new top-level section after the plan (Planning:, JIT:, Execution Time: ...).
-            in_node_section = False
-        if not in_node_section:
-            continue
-        if not lines or stripped.startswith("->") or re.match(r"(InitPlan|SubPlan|CTE) ", stripped):
+            break  # Planning:, JIT:, Execution Time: ... follow the plan itself
+        lines.append(raw)
+    return lines
+
+
+def _is_pg_node(stripped: str, *, first: bool) -> bool:
+    return first or stripped.startswith("->") or bool(
+        re.match(r"(InitPlan|SubPlan|CTE) ", stripped)
+    )
+
+
+def _pg_rows(cost: str | None, actual: str | None) -> str:
+    """Return "  (rows: estimated E, actual A)" from a node's cost and actual parentheses."""
+    estimated = re.search(r"rows=(\d+)", cost or "")
+    real = re.search(r"rows=(\d+) loops=(\d+)", actual or "")
+    parts = []
+    if estimated:
+        parts.append(f"estimated {int(estimated.group(1)):,}")
+    if actual and "never executed" in actual:
+        parts.append("never executed")
+    elif real:
+        loops = int(real.group(2))
+        per_loop = f" in each of {loops:,} loops" if loops > 1 else ""
+        parts.append(f"actual {int(real.group(1)):,}{per_loop}")
+    return f"  (rows: {', '.join(parts)})" if parts else ""
+
+
+def _pg_shape(text: str) -> str:
+    lines = []
+    for raw in _pg_plan_lines(text):
+        stripped = raw.strip()
+        if _is_pg_node(stripped, first=not lines):
             match = _PG_NODE.match(raw.rstrip())
             node = (match.group(1) or "") + match.group(2) if match else raw.rstrip()
             lines.append(node.rstrip())
