@@ -109,3 +109,32 @@ def test_fetch_modes_are_measured_on_django_61_and_declined_before(lesson_01) ->
         has = f"this kernel has Django {django.__version__}"
         skipped = f"Skipped: this cell needs django>=6.1; {has}.\n"
         assert [peers, blocked, page] == [skipped] * 3
+
+
+# What a committed output must not show: it would differ on every machine and every run.
+NOISE = {
+    "a home folder": r"/(?:root|home/[\w.-]+|Users/[\w.-]+)/",
+    "a temporary or state path": r"/tmp/|\.cache/perflab|/run/user/",
+    "a loopback port": r"(?:127\.0\.0\.1|localhost):\d{2,5}",
+    "a process id": r"\bpid[ =:]+\d+",
+    "a socket file": r"\.s\.PGSQL\.\d+|[\w-]+\.sock\b",
+    "a library's file and line": r"site-packages|[\w/]+\.py:\d+",
+    "a connection URL": r"postgresql(?:\+\w+)?://",
+}
+
+
+def test_committed_outputs_hold_no_paths_pids_ports_or_file_lines() -> None:
+    import re
+
+    for path in LESSONS:
+        nb = json.loads(path.read_text())
+        for index, cell in enumerate(nb["cells"]):
+            for output in cell.get("outputs", []):
+                texts = [output.get("text", "")] + [
+                    value for key, value in output.get("data", {}).items()
+                    if key.startswith("text/")
+                ]
+                text = "".join("".join(t) if isinstance(t, list) else t for t in texts)
+                for what, pattern in NOISE.items():
+                    match = re.search(pattern, text)
+                    assert match is None, f"{path.name}, cell {index}: {what}: {match.group(0)!r}"
