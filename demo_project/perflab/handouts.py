@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PerflabError
+from .notebooks import lesson_title
 
 __all__ = [
     "CHEAT_SHEET",
@@ -75,13 +76,6 @@ def _section(text: str, heading: str) -> str:
     return "\n".join(lines[start:end]).strip()
 
 
-def _title(nb: dict[str, Any]) -> str:
-    match = re.search(r"^# (.+)$", _markdown(nb), re.MULTILINE)
-    if not match:
-        raise PerflabError("A lesson needs a '# Title' heading in a markdown cell.")
-    return match.group(1).strip()
-
-
 def key_points(nb: dict[str, Any]) -> str:
     """Return a lesson's key points: the bullets under ``## Key points``, before its ``###``."""
     return _section(_markdown(nb), "## Key points")
@@ -89,7 +83,7 @@ def key_points(nb: dict[str, Any]) -> str:
 
 def terms(nb: dict[str, Any], lesson: str) -> list[Term]:
     """Return the terms a lesson defines under ``### Terms``."""
-    title = _title(nb)
+    title = lesson_title(nb)
     found = []
     entry: list[str] = []
     for line in [*_section(_markdown(nb), "### Terms").splitlines(), "- "]:
@@ -119,7 +113,7 @@ def cheat_sheet(paths: list[Path]) -> str:
     for path, nb in _lessons(paths):
         points = key_points(nb)
         if points:
-            parts += [f"## [{path.name[:2]} · {_title(nb)}]({path.name})", "", points, ""]
+            parts += [f"## [{path.name[:2]} · {lesson_title(nb)}]({path.name})", "", points, ""]
     return "\n".join(parts).rstrip() + "\n"
 
 
