@@ -213,15 +213,19 @@ def test_compare_times_its_candidates_again_interleaved(connection: Any) -> None
     assert cmp.speedup(fast) > 1
 
 
-def test_compare_leaves_a_one_shot_measurement_alone(connection: Any) -> None:
+def test_compare_will_not_quietly_skip_a_measurement_it_cannot_interleave(connection: Any) -> None:
     calls: list[int] = []
     once = measure("miss", lambda: calls.append(1), repeat=1, warmup=0)
     hit = measure("hit", lambda: None)
-    other = measure("other hit", lambda: None)
 
-    compare(once, hit, other, chart=False, interleave=True)
+    with pytest.raises(PerflabError, match=r"can't time 'miss' again: it was measured with warmup"):
+        compare(once, hit, chart=False, interleave=True)
+    with measure("block") as block:
+        pass
+    with pytest.raises(PerflabError, match=r"'block' again: it was a `with lab\.measure"):
+        compare(hit, block, chart=False, interleave=True)
 
-    assert calls == [1] and not once.interleaved and hit.interleaved
+    assert calls == [1] and not once.interleaved and not hit.interleaved
 
 
 def test_compare_times_nothing_again_unless_asked(connection: Any) -> None:

@@ -84,3 +84,41 @@ def test_add_index_and_drop_index_change_the_table_as_migrations_would(lab) -> N
     finally:
         lab.drop_index(Review, index)
     assert "perflab_test_rating_created" not in lab.storage("shop_review").index_bytes
+
+
+def test_interleaved_compare_puts_each_measurement_s_indexes_back(lab) -> None:
+    import dataclasses
+    import itertools
+
+    from django.db import models
+
+    from shop.models import Review
+
+    index = models.Index(fields=["title"], name="perflab_test_title_idx")
+    seen: list[tuple[str, bool]] = []
+
+    def probe(label: str):
+        def run() -> None:
+            seen.append((label, "perflab_test_title_idx" in lab.storage("shop_review").index_bytes))
+        return run
+
+    before = lab.measure("before", probe("before"), repeat=3)
+    lab.add_index(Review, index)
+    try:
+        after = lab.measure("after", probe("after"), repeat=3)
+        seen.clear()
+        lab.compare(before, after, chart=False, interleave=True)
+        # Every call of "before" saw no index, every call of "after" saw it, round by round.
+        assert sorted(set(seen)) == [("after", True), ("before", False)]
+        switches = sum(1 for a, b in itertools.pairwise(seen) if a[0] != b[0])
+        assert switches == 3 and len(before.times_ms) == len(after.times_ms) == 3
+        assert before.interleaved and after.interleaved
+        # ... and the lesson's own state is back: the index it added is still there.
+        assert "perflab_test_title_idx" in lab.storage("shop_review").index_bytes
+
+        moved = dataclasses.replace(before.schema, database="elsewhere")
+        elsewhere = dataclasses.replace(before, schema=moved)
+        with pytest.raises(PerflabError, match=r"inside the same `with lab\.using"):
+            lab.compare(elsewhere, after, chart=False, interleave=True)
+    finally:
+        lab.drop_index(Review, index)

@@ -8,8 +8,9 @@ its ratios (with a tolerance) in its output's metadata, for ``perflab verify``.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from perflab import charts
@@ -23,6 +24,8 @@ from perflab.formatting import (
     safe_ratio,
 )
 from perflab.measure import Measurement, clock, results, timed_rounds
+from perflab.schema import current as current_schema
+from perflab.schema import restore as restore_schema
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -245,10 +248,12 @@ def compare(
     """Return a table (and chart) of measurements against a baseline, default the first one.
 
     Strings are looked up in ``results`` (filled by ``%%measure``). With ``interleave=True``,
-    the measurements that can be run again (a function, warmed up, several rounds) are timed
-    again together, round by round, and those times replace their own. Ask for it only when
-    each candidate runs the same in the state the others leave: not across an index added
-    between two measurements, a setting changed, or a cache warmed. With ``chart=True`` the
+    every measurement is timed again with the others, round by round, and those times replace
+    its own; one that can't be run again (a ``with`` block, ``warmup=0``) raises PerflabError.
+    Indexes added or dropped with ``lab.add_index``/``lab.drop_index`` between measurements
+    are put back before each one's turn (untimed). Ask for it only when each candidate runs
+    the same in the state the others leave otherwise: not across a setting changed or a cache
+    warmed. With ``chart=True`` the
     bar chart is drawn, kept on ``.figure``, and shown inline under IPython.
     ``tolerance`` is how far a re-run's ratios may drift (``perflab verify``): a measurement
     that can't hold the default (a load test on shared cores) declares its own.
@@ -269,20 +274,56 @@ def compare(
 
 
 def _interleave(measurements: Sequence[Measurement]) -> None:
-    """Time again, round by round, the measurements whose function can simply be run again."""
-    again = [
-        m for m in dict.fromkeys(measurements)  # a measurement listed twice is timed once
-        if m.func is not None and m.warmup >= 1 and m.repeat >= 2
-    ]
-    if len(again) < 2 or len({m.timer for m in again}) > 1:
+    """Time the measurements again, round by round, each with the indexes it was measured with.
+
+    Raise PerflabError when one can't be run again (a ``with`` block, ``warmup=0``, a single
+    round, another timer or database): a comparison asked to interleave never quietly doesn't.
+    """
+    again = list(dict.fromkeys(measurements))  # a measurement listed twice is timed once
+    for m in again:
+        why = _not_rerunnable(m, again[0])
+        if why:
+            raise PerflabError(
+                f"compare(..., interleave=True) can't time {m.label!r} again: {why}. "
+                "Measure it with lab.measure(label, func) (warmup 1 or more, two rounds or "
+                "more), or compare without interleave=True."
+            )
+    if len(again) < 2:
         return
-    times, _ = timed_rounds(
-        [(m.func, m.loops) for m in again if m.func is not None],
-        max(m.repeat for m in again),
-        clock(again[0].timer),
-        gc_on=any(m.gc_enabled for m in again),
-    )
+    schemas = [m.schema for m in again]
+    now = current_schema(again[0].using)
+    if any(s is not None and s.database != now.database for s in schemas):
+        raise PerflabError(
+            "compare(..., interleave=True) runs the measurements again on the database Django "
+            "uses now, and some were made on another one: compare them inside the same "
+            "`with lab.using(...)` block they were measured in."
+        )
+    prepare: list[Callable[[], None] | None] = [
+        None if s is None or len(set(schemas)) == 1 else partial(restore_schema, s, again[0].using)
+        for s in schemas
+    ]
+    try:
+        times, _ = timed_rounds(
+            [(m.func, m.loops) for m in again if m.func is not None],
+            max(m.repeat for m in again),
+            clock(again[0].timer),
+            gc_on=any(m.gc_enabled for m in again),
+            prepare=prepare,
+        )
+    finally:
+        restore_schema(now, again[0].using)  # the indexes the lesson had before this cell
     for m, measured in zip(again, times, strict=True):
         m.times_ms = measured
         m.interleaved = True
 
+
+def _not_rerunnable(m: Measurement, first: Measurement) -> str:
+    if m.func is None:
+        return "it was a `with lab.measure(...)` block, which runs once"
+    if m.warmup < 1:
+        return "it was measured with warmup=0 (code that changes state runs only once per round)"
+    if m.repeat < 2:
+        return "it was measured in one round"
+    if m.timer != first.timer:
+        return f"it was timed on the {m.timer} clock, {first.label!r} on the {first.timer} clock"
+    return ""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from perflab import caches, capture, kernel, profiling, services, storage
+from perflab import caches, capture, kernel, profiling, schema, services, storage
 from perflab import compare as comparing
 from perflab import explain as explaining
 from perflab import measure as measuring
@@ -218,18 +218,16 @@ class Lab:
         return storage.table_storage(table)
 
     def add_index(self, model: Any, index: Any) -> None:
-        """Create ``index`` on ``model``'s table now, with the call an AddIndex migration makes."""
-        from django.db import connection
+        """Create ``index`` on ``model``'s table now, with the call an AddIndex migration makes.
 
-        with connection.schema_editor() as editor:
-            editor.add_index(model, index)
+        Measurements note which of these indexes existed, so ``compare(..., interleave=True)``
+        can time "before" and "after" round by round, adding and dropping it in between.
+        """
+        schema.add_index(model, index)
 
     def drop_index(self, model: Any, index: Any) -> None:
         """Remove an index made by add_index(), as a RemoveIndex migration would."""
-        from django.db import connection
-
-        with connection.schema_editor() as editor:
-            editor.remove_index(model, index)
+        schema.drop_index(model, index)
 
     def database_size(self) -> int:
         """Return the bytes this lab's whole database takes."""
@@ -289,6 +287,7 @@ def open_lab(
     else:
         db_settings, template, built = prepare_sqlite(scale, name, notes)
     use_database(db_settings)
+    schema.forget(str(db_settings["NAME"]))  # a fresh copy: none of the lab's indexes yet
     cache = caches.use_cache(cache, name, notes)
     return Lab(
         scale=scale, database=database, name=name, database_settings=db_settings,

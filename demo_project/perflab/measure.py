@@ -29,6 +29,8 @@ from typing import Any
 from perflab.capture import CapturedQuery, QueryGroup, Recording, capture, groups
 from perflab.errors import PerflabError, UnknownChoice
 from perflab.formatting import format_ms, plural
+from perflab.schema import Schema
+from perflab.schema import current as current_schema
 from perflab.sql import params_key
 
 __all__ = [
@@ -81,6 +83,8 @@ class Measurement:
     gc_enabled: bool = False
     interleaved: bool = False
     func: Callable[[], Any] | None = field(default=None, repr=False)
+    #: The database it ran on and the lab-added indexes it had, to time it again the same way.
+    schema: Schema | None = field(default=None, repr=False)
     _stack: ExitStack | None = field(default=None, init=False, repr=False)
     _recording: Recording | None = field(default=None, init=False, repr=False)
     _start: float = field(default=0.0, init=False, repr=False)
@@ -307,6 +311,7 @@ def measure(
         timer=timer,
         gc_enabled=gc,
         func=func,
+        schema=current_schema(using),
     )
 
 
@@ -339,11 +344,13 @@ def timed_rounds(
     clock: Callable[[], float],
     *,
     gc_on: bool,
+    prepare: Sequence[Callable[[], None] | None] | None = None,
 ) -> tuple[list[list[float]], Any]:
     """Time each (func, loops) ``rounds`` times, interleaved; return ms per call, and a result.
 
     Each round runs every candidate once, a different one first each time, so a machine that
-    warms up or gets busy during the measurement shifts all candidates alike.
+    warms up or gets busy during the measurement shifts all candidates alike. ``prepare``, one
+    per candidate, runs untimed just before that candidate's turn (recreate its indexes).
     """
     times: list[list[float]] = [[] for _ in candidates]
     result: Any = None
@@ -356,6 +363,8 @@ def timed_rounds(
             for offset in range(len(candidates)):
                 index = (number + offset) % len(candidates)
                 func, loops = candidates[index]
+                if prepare is not None and prepare[index] is not None:
+                    prepare[index]()  # type: ignore[misc]
                 if not gc_on:
                     # Untimed, as timeit's repeats are: the last round's garbage goes now, so no
                     # round starts on a heap swollen by the ones before it.
