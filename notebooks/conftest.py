@@ -10,9 +10,11 @@ of the data itself (rows counted, pages, ids) is tagged `scale-dependent`: at an
 (`PERFLAB_SCALE=default`) it still runs, and its asserts still hold, but its output is not
 compared with the small run's. Every other checked cell must print the same at every scale.
 
-Memory: when a lesson's last cell is torn down, nbval has shut its kernel down and reaped it,
-so the kernel's peak resident memory is in this process's RUSAGE_CHILDREN. That figure is the
-largest peak of any child so far, so the first lesson to go over the budget is the one that fails.
+Memory: the budget holds the whole tree, the kernel and every server, worker and subprocess it
+starts (`perflab.footprint`, sampled from the lesson's first cell to its last). When a lesson's
+last cell is torn down, nbval has also shut its kernel down and reaped it, so the kernel's exact
+peak is in this process's RUSAGE_CHILDREN (the largest peak of any child so far, so the first
+lesson to go over is the one that fails).
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from typing import Any
 
 import pytest
 
+from perflab.footprint import Footprint
 from perflab.notebooks import MEMORY_LIMIT_MB
 
 _LAST_CELL = pytest.StashKey[bool]()
+_footprints: dict[str, Footprint] = {}
 _servers_stopped = False
 
 
@@ -69,6 +73,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     item.stash[_LAST_CELL] = nextitem is None or nextitem.parent is not item.parent
+    if item.parent is not None and item.parent.nodeid not in _footprints:
+        _footprints[item.parent.nodeid] = Footprint().start()  # the lesson's first cell
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -77,11 +83,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if call.when != "teardown" or not item.stash.get(_LAST_CELL, False):
         return
     limit = float(os.environ.get("PERFLAB_KERNEL_LIMIT_MB", MEMORY_LIMIT_MB))
-    peak = children_peak_mb()
+    kernel = children_peak_mb()
+    footprint = _footprints.get(item.parent.nodeid) if item.parent is not None else None
+    tree = max(kernel, footprint.stop() if footprint else 0.0)
     report = outcome.get_result()
-    if peak >= limit and report.passed:
+    if tree >= limit and report.passed:
         report.outcome = "failed"
         report.longrepr = (
-            f"{item.parent.name}: the lesson's kernel peaked at {peak:.0f} MB, over the "
-            f"{limit:.0f} MB budget (Binder gives 1-2 GB). Make the lesson lighter at `small`."
+            f"{item.parent.name}: the lesson peaked at {tree:.0f} MB with the servers and "
+            f"workers it started (its kernel alone at {kernel:.0f} MB), over the {limit:.0f} MB "
+            "budget (Binder gives 1-2 GB). Make the lesson lighter."
         )

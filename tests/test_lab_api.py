@@ -112,6 +112,30 @@ def test_using_postgres_runs_a_block_there_and_comes_back(lab) -> None:
         assert same is lab
 
 
+def test_compare_scales_measures_each_scale_on_its_own_copy(lab) -> None:
+    from perflab.compare import Sentence
+    from shop.models import Review
+
+    before_calls: list[int] = []
+    by_scale = lab.compare_scales(
+        {"load all": lambda: list(Review.objects.all()), "count": Review.objects.count},
+        title="Reviews",
+        scales=("tiny",),
+        before=lambda: before_calls.append(Review.objects.count()),
+    )
+    reviews = perflab.SCALES["tiny"].reviews
+    assert before_calls == [reviews] and list(by_scale) == ["tiny"]
+    assert by_scale["tiny"].title == f"Reviews, {reviews:,} reviews"
+    assert by_scale.counts() == {"tiny": {"load all": 1, "count": 1}}
+    assert all(m.interleaved for m in by_scale["tiny"].measurements)
+    sentences = by_scale.sentences("count")
+    assert isinstance(sentences, Sentence)
+    assert sentences.startswith(f"**`tiny`, {reviews:,} reviews**")
+    assert sentences.records[0]["comparison"] == f"Reviews, {reviews:,} reviews"
+    figure = by_scale.chart("Reviews at one size")
+    assert len(figure.axes[0].get_lines()) == 2
+
+
 def test_using_rejects_an_unknown_database(lab) -> None:
     with pytest.raises(perflab.UnknownChoice), lab.using("oracle"):
         pass
@@ -120,7 +144,7 @@ def test_using_rejects_an_unknown_database(lab) -> None:
 def test_lab_methods_have_real_signatures() -> None:
     import inspect
 
-    for name in ("measure", "compare", "explain", "get", "servers", "using"):
+    for name in ("measure", "compare", "explain", "get", "servers", "using", "compare_scales"):
         signature = inspect.signature(getattr(perflab.Lab, name))
         assert "kwargs" not in signature.parameters, name
         for parameter in signature.parameters.values():

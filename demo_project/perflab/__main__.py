@@ -51,6 +51,8 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     for path in handouts.write_handouts(notebooks.lesson_paths(), notebooks.NOTEBOOKS):
         print(f"handout updated: {path.name}")
     if args.no_execute:
+        for path in notebooks.update_times(notebooks.lesson_paths()):
+            print(f"time updated: {path.name}")
         return 0
     failed = 0
     for path in paths:
@@ -70,13 +72,36 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
         else:
             report = notebooks.execute_notebook(path, scale=args.scale)
         status = "ok" if not report.errors else "FAILED"
-        over = report.peak_rss_mb > notebooks.MEMORY_LIMIT_MB
+        over = max(report.peak_rss_mb, report.peak_tree_mb) > notebooks.MEMORY_LIMIT_MB
         print(f"{path.name}: {status} in {report.seconds:.1f} s, "
-              f"kernel peak memory {report.peak_rss_mb:.0f} MB"
+              f"peak memory {report.peak_rss_mb:.0f} MB for the kernel, "
+              f"{report.peak_tree_mb:.0f} MB with the servers and workers it started"
               + (f" (over the {notebooks.MEMORY_LIMIT_MB} MB budget!)" if over else ""))
         for error in report.errors:
             print(f"  {error}")
         failed += bool(report.errors) or over
+    for path in notebooks.update_times(notebooks.lesson_paths()):
+        print(f"time updated: {path.name}")
+    return 1 if failed else 0
+
+
+def _cmd_times(args: argparse.Namespace) -> int:
+    from . import lesson_time, notebooks
+
+    paths = [Path(p).resolve() for p in args.paths] or notebooks.lesson_paths()
+    failed = 0
+    for path in paths:
+        report = notebooks.execute_notebook(path, scale="small", write=False)
+        if report.errors:
+            print(f"{path.name}: FAILED, its time is left as it was")
+            failed += 1
+            continue
+        notebooks.record_times(report)
+        time = lesson_time.estimate(report.notebook)
+        print(f"{path.name}: ran in {report.seconds:.0f} s; {time.core} min core, "
+              f"{time.optional} min optional")
+    for path in notebooks.update_times(notebooks.lesson_paths()):
+        print(f"time updated: {path.name}")
     return 1 if failed else 0
 
 
@@ -232,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=1, help="run each lesson N times and keep the "
                    "most typical run (its ratios closest to the N runs' medians)")
     p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("times", help="a dry run: run each lesson once at small (outputs not "
+                       "saved) and write its estimated time into it and into the README")
+    p.add_argument("paths", nargs="*", help="only these notebooks (default: all lessons)")
+    p.set_defaults(func=_cmd_times)
 
     p = sub.add_parser("verify", help="re-run lessons (not saved) and check that every committed "
                        "ratio reproduces within its tolerance")

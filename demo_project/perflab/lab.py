@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from perflab import caches, capture, kernel, profiling, schema, services, storage
+from perflab import caches, capture, kernel, profiling, scaling, schema, services, storage
 from perflab import compare as comparing
 from perflab import explain as explaining
 from perflab import measure as measuring
@@ -174,6 +174,31 @@ class Lab:
             yield other
         finally:
             self._switch_to()
+
+    def compare_scales(
+        self,
+        candidates: Mapping[str, Callable[[], Any]],
+        *,
+        title: str,
+        scales: tuple[str, ...] = ("small", "default"),
+        before: Callable[[], Any] | None = None,
+    ) -> scaling.ByScale:
+        """Measure and compare ``candidates`` ({label: function}) at each scale, interleaved.
+
+        Each scale runs on its own copy of this lab's database (``using(scale=...)``);
+        ``before`` runs first at each scale (fill a cache, say). The first candidate is the
+        baseline. Returns a ByScale: ``.counts()``, ``.chart()``, ``.sentences(...)``.
+        """
+        comparisons = {}
+        for scale in scales:
+            with self.using(scale=scale):
+                if before is not None:
+                    before()
+                comparisons[scale] = self.compare(
+                    *(self.measure(label, func) for label, func in candidates.items()),
+                    title=scaling.scale_title(title, scale), interleave=True, chart=False,
+                )
+        return scaling.ByScale(comparisons)
 
     def _switch_to(self) -> None:
         use_database(self.database_settings)

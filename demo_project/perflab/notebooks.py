@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import lesson_time
 from .errors import PerflabError
+from .footprint import Footprint
 from .paths import REPO_ROOT
 
 __all__ = [
@@ -22,13 +24,16 @@ __all__ = [
     "ExecutionReport",
     "execute_notebook",
     "lesson_paths",
+    "record_times",
     "update_navigation",
+    "update_times",
 ]
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
+README = REPO_ROOT / "README.md"
 NAV_MARKER = "<!-- navigation: generated -->"
 CONTENTS_LINK = "[Contents](../README.md#lessons)"
-# Binder guarantees 1 GB; a lesson at the small scale must leave room for the server processes.
+# Binder guarantees 1 GB: a lesson's kernel and every server and worker it starts must fit in it.
 MEMORY_LIMIT_MB = 1024
 _PEAK_MEMORY_PROBE = (
     "import resource as _r, sys as _s\n"
@@ -105,6 +110,7 @@ class ExecutionReport:
     seconds: float
     peak_rss_mb: float
     errors: list[str]
+    peak_tree_mb: float = 0.0  # the kernel with every process it started (perflab.footprint)
     notebook: Any = None  # the executed notebook, for tests that read its outputs
 
     def outputs_of(self, tag: str) -> list[str]:
@@ -155,13 +161,15 @@ def execute_notebook(
     # What Jupyter Server tells a kernel, so setup() names the lab after the lesson here too.
     os.environ["JPY_SESSION_NAME"] = str(path)
     started = time.perf_counter()
+    footprint = Footprint().start()
     try:
         client = NotebookClient(
             nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-            record_timing=False, resources={"metadata": {"path": str(path.parent)}},
+            record_timing=True, resources={"metadata": {"path": str(path.parent)}},
         )
         client.execute()
     finally:
+        footprint.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -169,6 +177,7 @@ def execute_notebook(
                 os.environ[key] = value
     seconds = time.perf_counter() - started
     nb.cells.pop()
+    lesson_time.record_run(nb)  # this run's time per part, for the lesson's Time line
     peak_kb = 0
     for output in probe.get("outputs", []):
         match = re.search(r"PERFLAB_PEAK_RSS_KB (\d+)", output.get("text", ""))
@@ -182,7 +191,8 @@ def execute_notebook(
             if output.get("output_type") == "error":
                 errors.append(f"cell {i}: {output.get('ename')}: {output.get('evalue')}")
     report = ExecutionReport(
-        path=path, seconds=seconds, peak_rss_mb=peak_kb / 1024, errors=errors, notebook=nb
+        path=path, seconds=seconds, peak_rss_mb=peak_kb / 1024, errors=errors, notebook=nb,
+        peak_tree_mb=max(footprint.peak_mb, peak_kb / 1024),
     )
     if write and not errors:
         save(report)
@@ -194,4 +204,28 @@ def save(report: ExecutionReport) -> None:
     import nbformat
 
     _tidy(report.notebook)
+    lesson_time.write_time_line(report.notebook)
     nbformat.write(report.notebook, report.path)
+
+
+def record_times(report: ExecutionReport) -> None:
+    """Keep a dry run's time per part in its lesson, and its Time line, leaving outputs alone."""
+    nb = _read(report.path)
+    nb["metadata"].setdefault("perflab", {})["run_seconds"] = (
+        report.notebook.metadata["perflab"]["run_seconds"]
+    )
+    lesson_time.write_time_line(nb)
+    _write(report.path, nb)
+
+
+def update_times(paths: list[Path], readme: Path = README) -> list[Path]:
+    """Rewrite each lesson's Time line and the README's lesson table from the lessons."""
+    changed = []
+    lessons = [(path, _read(path)) for path in paths]
+    for path, nb in lessons:
+        if lesson_time.write_time_line(nb):
+            _write(path, nb)
+            changed.append(path)
+    if lesson_time.write_readme_table(readme, lessons):
+        changed.append(readme)
+    return changed
