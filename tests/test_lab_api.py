@@ -290,3 +290,14 @@ def test_profile_names_functions_and_modules_never_paths(lab) -> None:
     assert any(row.module.startswith("json") for row in found.rows)
     text = str(found) + found._repr_html_()
     assert "/" not in text.replace("</", "") and ".py" not in text
+
+
+def test_a_lab_folder_is_private_empty_and_the_lab_s_own(lab) -> None:
+    import stat
+
+    first = lab.folder("tests")
+    (first / "leftover.py").write_text("x = 1\n")
+    again = lab.folder("tests")
+    assert again == first and list(again.iterdir()) == []  # emptied each time it is asked for
+    assert stat.S_IMODE(first.stat().st_mode) == 0o700
+    assert first.is_relative_to(perflab.paths.state_root())

@@ -72,10 +72,9 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
         else:
             report = notebooks.execute_notebook(path, scale=args.scale)
         status = "ok" if not report.errors else "FAILED"
-        over = max(report.peak_rss_mb, report.peak_tree_mb) > notebooks.MEMORY_LIMIT_MB
+        over = report.peak_rss_mb > notebooks.MEMORY_LIMIT_MB
         print(f"{path.name}: {status} in {report.seconds:.1f} s, "
-              f"peak memory {report.peak_rss_mb:.0f} MB for the kernel, "
-              f"{report.peak_tree_mb:.0f} MB with the servers and workers it started"
+              f"kernel peak memory {report.peak_rss_mb:.0f} MB"
               + (f" (over the {notebooks.MEMORY_LIMIT_MB} MB budget!)" if over else ""))
         for error in report.errors:
             print(f"  {error}")

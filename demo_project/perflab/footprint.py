@@ -6,10 +6,13 @@ subprocess. ``Footprint`` samples, in a thread, every descendant of this process
 and whatever it started) plus the servers perflab's records list for this user (the shared
 PostgreSQL is not the kernel's child: it outlives it), and keeps the largest total it saw.
 
-Each process counts its proportional set size (PSS: a page shared by several processes is split
-among them, so PostgreSQL's shared buffers are not counted once per backend), or its resident
-size where the system has no PSS. A sample every quarter second can miss a spike shorter than
-that; the kernel's own exact peak (``getrusage``) is reported beside it.
+Each process counts its resident size, read from the cheap counters (``/proc/PID/statm``), not
+from a walk of its memory map: reading ``smaps`` takes the process's memory lock and would slow
+the very code a lesson measures. A page shared by several processes (PostgreSQL's shared
+buffers) counts once per process, so the total errs high, on the safe side. A sample every
+half second can miss a shorter spike; the kernel's own exact peak (``getrusage``) is checked
+beside it. Sampling costs a little CPU: lesson runs that time things (``perflab notebooks``,
+``perflab verify``) don't sample; ``make test`` does.
 """
 
 from __future__ import annotations
@@ -34,11 +37,7 @@ def _service_pids() -> list[int]:
 
 
 def _memory(process: psutil.Process) -> int:
-    try:
-        info = process.memory_full_info()
-        return int(getattr(info, "pss", info.rss))
-    except psutil.AccessDenied:
-        return int(process.memory_info().rss)
+    return int(process.memory_info().rss)
 
 
 def tree_mb(root: psutil.Process | None = None) -> float:
@@ -73,7 +72,7 @@ class Footprint:
     ``with Footprint() as footprint: ...`` then ``footprint.peak_mb``.
     """
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self.peak_mb = 0.0
         self._stop = threading.Event()

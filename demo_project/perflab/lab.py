@@ -7,14 +7,18 @@ run part of the lesson on another database.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from perflab import caches, capture, kernel, profiling, scaling, schema, services, storage
+from perflab import caches, capture, kernel, paths, profiling, scaling, schema, services, storage
 from perflab import compare as comparing
 from perflab import explain as explaining
 from perflab import measure as measuring
@@ -205,6 +209,18 @@ class Lab:
         caches.use_cache(self.cache, self.name, [])
         if self.cache_aliases:
             caches.add_caches(self.cache_aliases, self.name)
+
+    def folder(self, name: str) -> Path:
+        """Return an empty folder of this kernel's own, private to you, removed when it exits.
+
+        It lives in perflab's per-user state folder (0700), never in the repository or a shared
+        temporary path: for files a lesson writes, such as tests it runs in a subprocess.
+        """
+        path = paths.state_dir("folders") / f"{self.name}-{name}-{os.getpid()}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(mode=0o700)
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        return path
 
     # --- facts about the data ------------------------------------------------------------------
     @property

@@ -291,10 +291,18 @@ def measure(
         times = times_ms[0]
     else:
         loops = 1
-        with capture(using) as recording:
-            start = tick()
-            result = func()
-            first_ms = (tick() - start) * 1000
+        was_enabled = gc_module.isenabled()
+        if not gc:
+            gc_module.collect()  # the first run is timed too: the same rule as the others
+            gc_module.disable()
+        try:
+            with capture(using) as recording:
+                start = tick()
+                result = func()
+                first_ms = (tick() - start) * 1000
+        finally:
+            if was_enabled:
+                gc_module.enable()
         rest, last = timed_rounds([(func, 1)], repeat - 1, tick, gc_on=gc)
         times = [first_ms, *rest[0]]
         result = last if repeat > 1 else result
@@ -369,6 +377,7 @@ def timed_rounds(
                     # Untimed, as timeit's repeats are: the last round's garbage goes now, so no
                     # round starts on a heap swollen by the ones before it.
                     gc_module.collect(0)
+                result = None  # a big result (a whole table) is not held while the next is made
                 start = clock()
                 for _ in range(loops):
                     result = func()

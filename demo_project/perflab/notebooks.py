@@ -110,7 +110,7 @@ class ExecutionReport:
     seconds: float
     peak_rss_mb: float
     errors: list[str]
-    peak_tree_mb: float = 0.0  # the kernel with every process it started (perflab.footprint)
+    peak_tree_mb: float = 0.0  # with every process the kernel started, when sampled
     notebook: Any = None  # the executed notebook, for tests that read its outputs
 
     def outputs_of(self, tag: str) -> list[str]:
@@ -140,9 +140,18 @@ def _tidy(nb: Any) -> None:
 
 
 def execute_notebook(
-    path: Path, *, scale: str = "small", write: bool = True, timeout: int = 900
+    path: Path,
+    *,
+    scale: str = "small",
+    write: bool = True,
+    timeout: int = 900,
+    footprint: bool = False,
 ) -> ExecutionReport:
-    """Run ``path`` top to bottom in a fresh kernel; save outputs unless ``write`` is False."""
+    """Run ``path`` top to bottom in a fresh kernel; save outputs unless ``write`` is False.
+
+    ``footprint=True`` also samples the memory of the kernel and everything it starts
+    (``peak_tree_mb``); sampling costs CPU, so runs whose timings are kept don't.
+    """
     import time
 
     import nbformat
@@ -161,7 +170,7 @@ def execute_notebook(
     # What Jupyter Server tells a kernel, so setup() names the lab after the lesson here too.
     os.environ["JPY_SESSION_NAME"] = str(path)
     started = time.perf_counter()
-    footprint = Footprint().start()
+    sampler = Footprint().start() if footprint else None
     try:
         client = NotebookClient(
             nb, timeout=timeout, kernel_name="python3", allow_errors=True,
@@ -169,7 +178,8 @@ def execute_notebook(
         )
         client.execute()
     finally:
-        footprint.stop()
+        if sampler is not None:
+            sampler.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -192,7 +202,7 @@ def execute_notebook(
                 errors.append(f"cell {i}: {output.get('ename')}: {output.get('evalue')}")
     report = ExecutionReport(
         path=path, seconds=seconds, peak_rss_mb=peak_kb / 1024, errors=errors, notebook=nb,
-        peak_tree_mb=max(footprint.peak_mb, peak_kb / 1024),
+        peak_tree_mb=max(sampler.peak_mb, peak_kb / 1024) if sampler is not None else 0.0,
     )
     if write and not errors:
         save(report)
