@@ -301,3 +301,7 @@ def test_a_lab_folder_is_private_empty_and_the_lab_s_own(lab) -> None:
     assert again == first and list(again.iterdir()) == []  # emptied each time it is asked for
     assert stat.S_IMODE(first.stat().st_mode) == 0o700
     assert first.is_relative_to(perflab.paths.state_root())
+    dead = first.parent / "lab-tests-999999999"  # a kernel that was killed: no such pid
+    dead.mkdir()
+    lab.folder("tests")
+    assert not dead.exists()

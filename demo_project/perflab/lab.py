@@ -18,7 +18,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from perflab import caches, capture, kernel, paths, profiling, scaling, schema, services, storage
+from perflab import (
+    caches,
+    capture,
+    kernel,
+    paths,
+    processes,
+    profiling,
+    scaling,
+    schema,
+    services,
+    storage,
+)
 from perflab import compare as comparing
 from perflab import explain as explaining
 from perflab import measure as measuring
@@ -213,10 +224,17 @@ class Lab:
     def folder(self, name: str) -> Path:
         """Return an empty folder of this kernel's own, private to you, removed when it exits.
 
+        Folders of kernels that died without cleaning up are removed here, the next time.
+
         It lives in perflab's per-user state folder (0700), never in the repository or a shared
         temporary path: for files a lesson writes, such as tests it runs in a subprocess.
         """
-        path = paths.state_dir("folders") / f"{self.name}-{name}-{os.getpid()}"
+        folders = paths.state_dir("folders")
+        for old in folders.iterdir():  # left by kernels that were killed before their atexit ran
+            pid = old.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and not processes.pid_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        path = folders / f"{self.name}-{name}-{os.getpid()}"
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(mode=0o700)
         atexit.register(shutil.rmtree, path, ignore_errors=True)
