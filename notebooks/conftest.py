@@ -73,7 +73,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     item.stash[_LAST_CELL] = nextitem is None or nextitem.parent is not item.parent
-    if item.parent is not None and item.parent.nodeid not in _footprints:
+    is_cell = getattr(item, "cell", None) is not None  # nbval's items; unit tests are not sampled
+    if is_cell and item.parent is not None and item.parent.nodeid not in _footprints:
         _footprints[item.parent.nodeid] = Footprint().start()  # the lesson's first cell
 
 
