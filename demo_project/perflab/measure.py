@@ -291,18 +291,10 @@ def measure(
         times = times_ms[0]
     else:
         loops = 1
-        was_enabled = gc_module.isenabled()
-        if not gc:
-            gc_module.collect()  # the first run is timed too: the same rule as the others
-            gc_module.disable()
-        try:
-            with capture(using) as recording:
-                start = tick()
-                result = func()
-                first_ms = (tick() - start) * 1000
-        finally:
-            if was_enabled:
-                gc_module.enable()
+        with capture(using) as recording:
+            start = tick()
+            result = func()
+            first_ms = (tick() - start) * 1000
         rest, last = timed_rounds([(func, 1)], repeat - 1, tick, gc_on=gc)
         times = [first_ms, *rest[0]]
         result = last if repeat > 1 else result
