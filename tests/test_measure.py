@@ -360,10 +360,10 @@ def test_elide_keeps_distinct() -> None:
 # --- display ------------------------------------------------------------------------------------
 
 
-def test_measurement_str_is_one_line_with_label_queries_and_median() -> None:
+def test_measurement_str_is_one_line_with_label_queries_best_and_spread() -> None:
     m = measurement("naive loop", queries=101, times_ms=[38.0, 36.0, 41.0])
 
-    assert str(m) == "naive loop: 101 queries, median 38.0 ms (range 36.0-41.0 ms, 3 runs)"
+    assert str(m) == "naive loop: 101 queries, best 36.0 ms (median 38.0, slowest 41.0 ms, 3 runs)"
 
 
 def test_measurement_html_shows_groups_and_escapes_sql(connection: Any) -> None:
@@ -393,7 +393,7 @@ def test_show_sql_prints_a_limited_list(
 # --- compare ------------------------------------------------------------------------------------
 
 
-def test_compare_speedup_is_baseline_median_over_median() -> None:
+def test_compare_speedup_is_baseline_best_over_best() -> None:
     naive = measurement("naive", queries=101, times_ms=[40.0])
     fixed = measurement("fixed", queries=1, times_ms=[2.0])
 
@@ -402,6 +402,19 @@ def test_compare_speedup_is_baseline_median_over_median() -> None:
     assert comparison.speedup("fixed") == pytest.approx(20.0)
     assert [r.speedup for r in comparison.rows] == pytest.approx([1.0, 20.0])
     assert [r.is_baseline for r in comparison.rows] == [True, False]
+
+
+def test_compare_ratio_is_of_the_best_rounds_not_the_medians() -> None:
+    # A slow phase covering most of the fast candidate's rounds moves its median, not its best.
+    slow = measurement("slow", queries=0, times_ms=[40.0, 42.0, 41.0])
+    fast = measurement("fast", queries=0, times_ms=[2.0, 4.0, 4.5])
+
+    comparison = compare(slow, fast, chart=False)
+
+    assert comparison.speedup("fast") == pytest.approx(20.0)
+    assert comparison.rows[1].best_ms == 2.0
+    assert comparison.rows[1].median_ms == 4.0
+    assert comparison.record()["ratios"] == {"fast": 20.0}
 
 
 def test_compare_uses_the_named_baseline() -> None:
@@ -461,9 +474,9 @@ def test_compare_text_table_lines_up() -> None:
 
     assert text.splitlines() == [
         "N+1",
-        "label       queries  median ms   range ms  vs baseline",
-        "naive loop      101       38.0  38.0-38.0     baseline",
-        "fixed             1       1.00  1.00-1.00   38\u00d7 faster",
+        "label       queries  best ms  median ms  slowest ms  vs baseline",
+        "naive loop      101     38.0       38.0        38.0     baseline",
+        "fixed             1     1.00       1.00        1.00   38\u00d7 faster",
     ]
 
 

@@ -68,9 +68,10 @@ def bar_chart(
     title: str | None = None,
     baseline: Measurement | None = None,
 ) -> Figure:
-    """Return side-by-side bars of query count and median time, so both costs show at a glance.
+    """Return side-by-side bars of query count and best time, so both costs show at a glance.
 
-    Time bars carry min-max error bars and, when ``baseline`` is given, a "N times faster" note.
+    Time bars (the best round) carry an error bar up to the slowest round and, when
+    ``baseline`` is given, a "N times faster" note.
     When no candidate sends a query, the query panel would be all zeros: only time is drawn.
     """
     plt = _pyplot()
@@ -90,15 +91,12 @@ def bar_chart(
         fig, ax_time = plt.subplots(figsize=TIME_ONLY_FIGSIZE)
         axes = (ax_time,)
 
-    medians = [m.median_ms for m in measurements]
-    errors = [
-        [m.median_ms - m.min_ms for m in measurements],
-        [m.max_ms - m.median_ms for m in measurements],
-    ]
-    bars = ax_time.bar(labels, medians, color=colors, yerr=errors, capsize=4)
+    best = [m.best_ms for m in measurements]
+    errors = [[0.0 for _ in measurements], [m.max_ms - m.best_ms for m in measurements]]
+    bars = ax_time.bar(labels, best, color=colors, yerr=errors, capsize=4)
     ax_time.bar_label(bars, labels=[_time_label(m, baseline) for m in measurements], padding=2,
                       **({"fontsize": 8} if many else {}))
-    ax_time.set_ylabel("median ms (min-max)")
+    ax_time.set_ylabel("best ms (whisker: slowest)")
     ax_time.set_title("Time per run" + ("" if any(counts) else " (no queries sent)"))
 
     for ax in axes:
@@ -112,10 +110,10 @@ def bar_chart(
 
 
 def _time_label(m: Measurement, baseline: Measurement | None) -> str:
-    text = f"{m.median_ms:.3g} ms"
-    if baseline is None or m is baseline or m.median_ms <= 0:
+    text = f"{m.best_ms:.3g} ms"
+    if baseline is None or m is baseline or m.best_ms <= 0:
         return text
-    ratio = baseline.median_ms / m.median_ms
+    ratio = baseline.best_ms / m.best_ms
     if ratio >= 1:
         return f"{text}\n{format_ratio(ratio)}\u00d7 faster"
     return f"{text}\n{format_ratio(1 / ratio)}\u00d7 slower"

@@ -59,7 +59,7 @@ def _make_magics_class() -> type:
         @argument("--using", default="default", help="database alias to capture")
         @cell_magic
         def measure(self, line: str, cell: str) -> Measurement:
-            """Measure the cell body like measure(): queries, median time, similar groups."""
+            """Measure the cell body like measure(): queries, best time, similar groups."""
             args = parse_argstring(self.measure, line)
             label = " ".join(args.label) or "cell"
             run = cell_function(self.shell, cell)

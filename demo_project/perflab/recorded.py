@@ -59,7 +59,7 @@ class Recorded:
         lines = [f"{self.title} (recorded)", self.provenance]
         for m in self.measurements:
             lines.append(f"  {m['label']}: {m['query_count']} queries, "
-                         f"median {format_ms(m['median_ms'])} ms")
+                         f"best {format_ms(m['min_ms'])} ms, median {format_ms(m['median_ms'])} ms")
             lines += [f"    {group}" for group in m["similar"]]
         return "\n".join(lines)
 
@@ -69,13 +69,13 @@ class Recorded:
         e = html.escape
         rows = "".join(
             f"<tr><td>{e(m['label'])}</td><td>{m['query_count']}</td>"
-            f"<td>{format_ms(m['median_ms'])}</td>"
+            f"<td>{format_ms(m['min_ms'])}</td><td>{format_ms(m['median_ms'])}</td>"
             f"<td>{'<br>'.join(e(g) for g in m['similar']) or '-'}</td></tr>"
             for m in self.measurements
         )
         table = (
             f"<table class='perflab-recorded'><caption>{e(self.title)} <b>(recorded)</b>"
-            f"</caption><thead><tr><th>label</th><th>queries</th><th>median ms</th>"
+            f"</caption><thead><tr><th>label</th><th>queries</th><th>best ms</th><th>median ms</th>"
             f"<th>similar queries</th></tr></thead><tbody>{rows}</tbody></table>"
             f"<p><i>{e(self.provenance)}</i></p>"
         )

@@ -2,7 +2,7 @@
 
 ``lab.compare_scales({"label": func, ...}, title=...)`` measures every candidate on a copy of
 the lab's database at each scale (``lab.using(scale=...)``), interleaved, and returns a
-``ByScale``: one ``Comparison`` per scale, the query counts, a chart of the median time against
+``ByScale``: one ``Comparison`` per scale, the query counts, a chart of the best time against
 the size of the reviews table, and sentences per scale rendered from the measurements.
 """
 
@@ -48,12 +48,12 @@ class ByScale(Mapping[str, Comparison]):
             for scale, comparison in self.items()
         }
 
-    def chart(self, title: str | None = None, *, ylabel: str = "median ms") -> Figure:
-        """Draw each candidate's median time against the number of reviews (log scale)."""
+    def chart(self, title: str | None = None, *, ylabel: str = "ms, best run") -> Figure:
+        """Draw each candidate's best time against the number of reviews (log scale)."""
         comparisons = list(self.values())
         labels = [row.label for row in comparisons[0].rows]
         series = {
-            label: [comparison.rows[i].median_ms for comparison in comparisons]
+            label: [comparison.rows[i].best_ms for comparison in comparisons]
             for i, label in enumerate(labels)
         }
         reviews = [SCALES[scale].reviews for scale in self]
