@@ -44,7 +44,6 @@ class ComparisonRow:
     query_count: int
     best_ms: float
     median_ms: float
-    min_ms: float
     max_ms: float
     speedup: float
     is_baseline: bool
@@ -78,7 +77,6 @@ class Comparison:
                 query_count=m.query_count,
                 best_ms=m.best_ms,
                 median_ms=m.median_ms,
-                min_ms=m.min_ms,
                 max_ms=m.max_ms,
                 speedup=self.speedup(m),
                 is_baseline=m is self.baseline,
