@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from perflab import capture
+from perflab import compare as compare_module
 from perflab import measure as measure_module
 from perflab.capture import print_sql
 from perflab.compare import compare
@@ -197,7 +198,10 @@ def test_an_unknown_timer_lists_the_choices(connection: Any) -> None:
         measure("x", lambda: None, timer="gpu")
 
 
-def test_compare_times_its_candidates_again_interleaved(connection: Any) -> None:
+def test_compare_times_its_candidates_again_interleaved(
+    connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compare_module, "INTERLEAVE_BUDGET_MS", 0.0)  # their own four rounds
     order: list[str] = []
     slow = measure("slow", lambda: order.append("a") or sum(range(300_000)), repeat=4)
     fast = measure("fast", lambda: order.append("b") or sum(range(100_000)), repeat=4)
@@ -211,6 +215,21 @@ def test_compare_times_its_candidates_again_interleaved(connection: Any) -> None
     assert slow.interleaved and fast.interleaved
     assert len(slow.times_ms) == len(fast.times_ms) == 4
     assert cmp.speedup(fast) > 1
+
+
+def test_cheap_interleaved_candidates_get_more_rounds_within_a_budget(connection: Any) -> None:
+    def timed(label: str, best_ms: float, *, repeat: int = 9, loops: int = 1) -> Measurement:
+        return Measurement(label, times_ms=[best_ms] * repeat, repeat=repeat, loops=loops)
+
+    rounds = compare_module.interleaved_rounds
+    budget, factor = compare_module.INTERLEAVE_BUDGET_MS, compare_module.MAX_ROUNDS_FACTOR
+    # Two candidates of one 25 ms round each: capped at four times their repeat.
+    assert rounds([timed("a", 0.05, loops=500), timed("b", 0.025, loops=1000)]) == 9 * factor
+    # Ten candidates of 25 ms: as many rounds as fit in the budget.
+    ten = [timed(str(i), 25.0, repeat=5) for i in range(10)]
+    assert rounds(ten) == int(budget // 250)
+    # Slow candidates keep their own repeat, the largest of them.
+    assert rounds([timed("slow", 900.0, repeat=3), timed("slower", 1200.0, repeat=5)]) == 5
 
 
 def test_compare_will_not_quietly_skip_a_measurement_it_cannot_interleave(connection: Any) -> None:
