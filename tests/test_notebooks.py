@@ -111,6 +111,44 @@ def test_fetch_modes_are_measured_on_django_61_and_declined_before(lesson_01) ->
         assert [peers, blocked, page] == [skipped] * 3
 
 
+def _stream_texts(nb: object, tag: str) -> list[str]:
+    return ["".join(o.get("text", "") for o in cell.get("outputs", [])
+                    if o.get("output_type") == "stream")
+            for cell in nb["cells"] if tag in cell.get("metadata", {}).get("tags", [])]
+
+
+@pytest.mark.slow
+def test_fetch_raise_catches_the_refactor_on_django_61_and_is_recorded_for_52(
+    tmp_path: Path,
+) -> None:
+    """Lesson 24's FETCH_RAISE guard: run on Django 6.1; on 5.2 an honest skip and the record."""
+    import django
+
+    path = notebooks.NOTEBOOKS / "24-lock-in-the-wins.ipynb"
+    recorded = notebooks.NOTEBOOKS / "recorded" / "fetch-raise-in-tests.json"
+    record = json.loads(recorded.read_text())
+    assert record["source"]["django"].startswith("6.1")
+    assert [m["query_count"] for m in record["measurements"]] == [3, 3]
+    if django.VERSION >= (6, 1):
+        copy = tmp_path / path.name
+        shutil.copy(path, copy)
+        report = notebooks.execute_notebook(copy, scale="small", write=False)
+        assert report.errors == []
+        in_tests, in_kernel = report.outputs_of("django-6.1")
+        assert in_tests == (
+            "The page as it is:\n1 passed\nAfter the refactor:\n"
+            "FAILED test_product_list_loads_nothing_lazily\n"
+            "  django.core.exceptions.FieldFetchBlocked: Fetching of Product.category blocked.\n"
+            "1 failed\n"
+        )
+        assert "after the refactor, FETCH_RAISE (raises)   queries: 3" in in_kernel
+        assert "FieldFetchBlocked: Fetching of Product.category blocked." in in_kernel
+    else:  # the committed run, made on 5.2: the cells declined, and ran nothing
+        has = f"this kernel has Django {django.__version__}"
+        skipped = f"Skipped: this cell needs django>=6.1; {has}.\n"
+        assert _stream_texts(json.loads(path.read_text()), "django-6.1") == [skipped] * 2
+
+
 # What a committed output must not show: it would differ on every machine and every run.
 NOISE = {
     "a home folder": r"/(?:root|home/[\w.-]+|Users/[\w.-]+)/",
