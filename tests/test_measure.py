@@ -225,9 +225,9 @@ def test_cheap_interleaved_candidates_get_more_rounds_within_a_budget(connection
     budget, factor = compare_module.INTERLEAVE_BUDGET_MS, compare_module.MAX_ROUNDS_FACTOR
     # Two candidates of one 25 ms round each: capped at four times their repeat.
     assert rounds([timed("a", 0.05, loops=500), timed("b", 0.025, loops=1000)]) == 9 * factor
-    # Ten candidates of 25 ms: as many rounds as fit in the budget.
-    ten = [timed(str(i), 25.0, repeat=5) for i in range(10)]
-    assert rounds(ten) == int(budget // 250)
+    # Ten candidates of 100 ms: as many rounds as fit in the budget, which grows with them.
+    ten = [timed(str(i), 100.0, repeat=5) for i in range(10)]
+    assert rounds(ten) == int(budget * 10 // 1000) > 5
     # Slow candidates keep their own repeat, the largest of them.
     assert rounds([timed("slow", 900.0, repeat=3), timed("slower", 1200.0, repeat=5)]) == 5
 

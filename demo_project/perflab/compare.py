@@ -33,10 +33,11 @@ if TYPE_CHECKING:
 __all__ = ["TOLERANCE", "Comparison", "ComparisonRow", "Sentence", "compare"]
 
 #: An interleaved comparison of cheap candidates runs more rounds, as pyperf runs more
-#: values: as many as fit in this many ms of timing, up to MAX_ROUNDS_FACTOR times the
-#: measurements' own repeat. Nine rounds of 25 ms leave the best round of a sub-millisecond
-#: call to luck on a shared machine; a few dozen make it repeat. Slow candidates keep theirs.
-INTERLEAVE_BUDGET_MS = 3000.0
+#: values: as many as fit in this many ms of timing per candidate, up to MAX_ROUNDS_FACTOR
+#: times the measurements' own repeat. Nine rounds of 25 ms leave the best round of a
+#: sub-millisecond call to luck on a shared machine; a few dozen make it repeat. Slow
+#: candidates keep their own repeat.
+INTERLEAVE_BUDGET_MS = 1500.0
 MAX_ROUNDS_FACTOR = 4
 
 #: How far a ratio may drift between two runs of a lesson before `perflab verify` calls it out.
@@ -337,14 +338,15 @@ def interleaved_rounds(measurements: Sequence[Measurement]) -> int:
     """Return how many rounds to interleave: the largest repeat, more when rounds are cheap.
 
     One round runs every candidate once (its ``loops`` calls), which costs about the sum of
-    their best rounds; as many rounds as fit in ``INTERLEAVE_BUDGET_MS``, at least the
-    measurements' own repeat and at most ``MAX_ROUNDS_FACTOR`` times it.
+    their best rounds; as many rounds as fit in ``INTERLEAVE_BUDGET_MS`` per candidate, at
+    least the measurements' own repeat and at most ``MAX_ROUNDS_FACTOR`` times it.
     """
     repeat = max(m.repeat for m in measurements)
     round_ms = sum(m.loops * m.best_ms for m in measurements if m.times_ms)
     if not round_ms or round_ms != round_ms:  # nothing timed yet, or NaN
         return repeat
-    return max(repeat, min(repeat * MAX_ROUNDS_FACTOR, int(INTERLEAVE_BUDGET_MS // round_ms)))
+    budget_ms = INTERLEAVE_BUDGET_MS * len(measurements)
+    return max(repeat, min(repeat * MAX_ROUNDS_FACTOR, int(budget_ms // round_ms)))
 
 
 def _not_rerunnable(m: Measurement, first: Measurement) -> str:
