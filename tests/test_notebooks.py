@@ -111,8 +111,9 @@ def test_fetch_modes_are_measured_on_django_61_and_declined_before(lesson_01) ->
         assert [peers, blocked, page] == [skipped] * 3
 
 
-def _stream_texts(nb: object, tag: str) -> list[str]:
-    return ["".join(o.get("text", "") for o in cell.get("outputs", [])
+def _stream_texts(nb: dict, tag: str) -> list[str]:
+    """Return what each cell tagged ``tag`` printed, in a notebook read as plain JSON."""
+    return ["".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
                     if o.get("output_type") == "stream")
             for cell in nb["cells"] if tag in cell.get("metadata", {}).get("tags", [])]
 

@@ -111,7 +111,9 @@ def test_interleaved_compare_puts_each_measurement_s_indexes_back(lab) -> None:
         # Every call of "before" saw no index, every call of "after" saw it, round by round.
         assert sorted(set(seen)) == [("after", True), ("before", False)]
         switches = sum(1 for a, b in itertools.pairwise(seen) if a[0] != b[0])
-        assert switches == 3 and len(before.times_ms) == len(after.times_ms) == 3
+        # One switch per round (ab|ba|ab...); cheap candidates get more rounds than their three.
+        rounds = len(before.times_ms)
+        assert rounds == len(after.times_ms) >= 3 and switches == rounds
         assert before.interleaved and after.interleaved
         # ... and the lesson's own state is back: the index it added is still there.
         assert "perflab_test_title_idx" in lab.storage("shop_review").index_bytes
