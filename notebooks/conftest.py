@@ -15,6 +15,11 @@ starts (`perflab.footprint`, sampled from the lesson's first cell to its last). 
 last cell is torn down, nbval has also shut its kernel down and reaped it, so the kernel's exact
 peak is in this process's RUSAGE_CHILDREN (the largest peak of any child so far, so the first
 lesson to go over is the one that fails).
+
+Timing: nothing here reads a timing (checked cells print counts, plans and shapes), so the
+kernels run with PERFLAB_QUICK=1: an interleaved comparison re-times its candidates in their
+own rounds, without the extra rounds `perflab notebooks` and `perflab verify` give cheap ones.
+PERFLAB_QUICK=0 keeps the full method.
 """
 
 from __future__ import annotations
@@ -30,8 +35,13 @@ import pytest
 from perflab.footprint import Footprint
 from perflab.notebooks import MEMORY_LIMIT_MB
 
+# Kernels inherit this process's environment when nbval starts them.
+os.environ.setdefault("PERFLAB_QUICK", "1")
+
 _LAST_CELL = pytest.StashKey[bool]()
 _footprints: dict[str, Footprint] = {}
+_children_peak_before: dict[str, float] = {}
+_peaks: dict[str, float] = {}
 _servers_stopped = False
 
 
@@ -75,6 +85,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     item.stash[_LAST_CELL] = nextitem is None or nextitem.parent is not item.parent
     is_cell = getattr(item, "cell", None) is not None  # nbval's items; unit tests are not sampled
     if is_cell and item.parent is not None and item.parent.nodeid not in _footprints:
+        _children_peak_before[item.parent.nodeid] = children_peak_mb()
         _footprints[item.parent.nodeid] = Footprint().start()  # the lesson's first cell
 
 
@@ -84,14 +95,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if call.when != "teardown" or not item.stash.get(_LAST_CELL, False):
         return
     limit = float(os.environ.get("PERFLAB_KERNEL_LIMIT_MB", MEMORY_LIMIT_MB))
+    lesson = item.parent.nodeid if item.parent is not None else item.nodeid
+    # The children's peak is the largest of every kernel reaped so far: it is this lesson's
+    # kernel's own only if it rose while the lesson ran.
     kernel = children_peak_mb()
-    footprint = _footprints.get(item.parent.nodeid) if item.parent is not None else None
-    tree = max(kernel, footprint.stop() if footprint else 0.0)
+    own_kernel = kernel if kernel > _children_peak_before.get(lesson, 0.0) else None
+    footprint = _footprints.get(lesson)
+    tree = max(own_kernel or 0.0, footprint.stop() if footprint else 0.0)
+    _peaks[lesson] = tree
     report = outcome.get_result()
     if tree >= limit and report.passed:
+        kernel_part = f" (its kernel alone at {own_kernel:.0f} MB)" if own_kernel else ""
         report.outcome = "failed"
         report.longrepr = (
-            f"{item.parent.name}: the lesson peaked at {tree:.0f} MB with the servers and "
-            f"workers it started (its kernel alone at {kernel:.0f} MB), over the {limit:.0f} MB "
+            f"{item.parent.name if item.parent else lesson}: the lesson peaked at {tree:.0f} MB "
+            f"with the servers and workers it started{kernel_part}, over the {limit:.0f} MB "
             "budget (Binder gives 1-2 GB). Make the lesson lighter."
         )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """List each lesson's peak, so a lesson creeping towards the budget shows before it fails."""
+    if not _peaks:
+        return
+    limit = float(os.environ.get("PERFLAB_KERNEL_LIMIT_MB", MEMORY_LIMIT_MB))
+    scale = os.environ.get("PERFLAB_SCALE", "small")
+    terminalreporter.write_sep("-", f"memory at {scale}: peak of each lesson's process tree")
+    for lesson, peak in _peaks.items():
+        terminalreporter.write_line(f"{peak:6.0f} MB of {limit:.0f}  {lesson}")

@@ -18,6 +18,13 @@ _OWN_HOME = "PERFLAB_HOME" not in os.environ
 os.environ.setdefault("PERFLAB_HOME", tempfile.mkdtemp(prefix="perflab-tests-"))
 
 
+@pytest.fixture(autouse=True)
+def full_timing_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test perflab's timing as learners get it: notebooks/conftest.py sets PERFLAB_QUICK for
+    the lessons' kernels, and is loaded (when pytest collects the notebooks) before these run."""
+    monkeypatch.delenv("PERFLAB_QUICK", raising=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def remove_what_the_tests_left_in_the_temp_dir(
     tmp_path_factory: pytest.TempPathFactory,

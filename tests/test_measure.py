@@ -232,6 +232,15 @@ def test_cheap_interleaved_candidates_get_more_rounds_within_a_budget(connection
     assert rounds([timed("slow", 900.0, repeat=3), timed("slower", 1200.0, repeat=5)]) == 5
 
 
+def test_a_quick_run_interleaves_the_measurements_own_rounds_only(
+    connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cheap = [Measurement(c, times_ms=[0.05] * 9, repeat=9, loops=500) for c in "ab"]
+    assert compare_module.interleaved_rounds(cheap) > 9
+    monkeypatch.setenv("PERFLAB_QUICK", "1")  # what nbval's kernels get (notebooks/conftest.py)
+    assert compare_module.interleaved_rounds(cheap) == 9
+
+
 def test_compare_will_not_quietly_skip_a_measurement_it_cannot_interleave(connection: Any) -> None:
     calls: list[int] = []
     once = measure("miss", lambda: calls.append(1), repeat=1, warmup=0)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -78,6 +81,19 @@ def test_execute_notebook_reports_errors_and_peak_memory(tmp_path: Path) -> None
     report = notebooks.execute_notebook(path, write=False, timeout=120)
     assert report.errors and "ZeroDivisionError" in report.errors[0]
     assert report.peak_rss_mb > 10
+
+
+def test_runs_whose_timings_are_kept_never_run_quick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "00-quick.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("import os; print(os.environ.get('PERFLAB_QUICK'))"))
+    nbformat.write(nb, path)
+    monkeypatch.setenv("PERFLAB_QUICK", "1")
+    report = notebooks.execute_notebook(path, write=False, timeout=120)
+    assert report.notebook.cells[0].outputs[0]["text"] == "None\n"
+    assert os.environ["PERFLAB_QUICK"] == "1"  # put back for whoever called
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +193,24 @@ def test_committed_outputs_hold_no_paths_pids_ports_or_file_lines() -> None:
                 for what, pattern in NOISE.items():
                     match = re.search(pattern, text)
                     assert match is None, f"{path.name}, cell {index}: {what}: {match.group(0)!r}"
+
+
+def test_nbval_fails_a_lesson_over_the_memory_budget_and_lists_every_peak(tmp_path: Path) -> None:
+    shutil.copy(notebooks.NOTEBOOKS / "conftest.py", tmp_path / "conftest.py")
+    for name, megabytes in [("10-light", 0), ("11-heavy", 300)]:
+        nb = nbformat.v4.new_notebook()
+        nb.cells.append(nbformat.v4.new_code_cell(f"block = bytearray({megabytes} * 2**20)\n"
+                                                  "block[::4096] = b'x' * len(block[::4096])"))
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    env = {**os.environ, "PERFLAB_KERNEL_LIMIT_MB": "250"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-current-env", str(tmp_path)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert run.returncode == 1, run.stdout
+    assert "11-heavy.ipynb: the lesson peaked at" in run.stdout
+    assert "its kernel alone at" in run.stdout  # the heavy kernel's own peak rose
+    assert "10-light.ipynb: the lesson peaked" not in run.stdout
+    summary = run.stdout.split("peak of each lesson's process tree", 1)[1]
+    assert "10-light.ipynb" in summary and "11-heavy.ipynb" in summary

@@ -161,8 +161,11 @@ def execute_notebook(
     probe = nbformat.v4.new_code_cell(_PEAK_MEMORY_PROBE)
     nb.cells.append(probe)
     saved = {
-        key: os.environ.get(key) for key in ("PERFLAB_SCALE", "JPY_SESSION_NAME", "PERFLAB_STRICT")
+        key: os.environ.get(key)
+        for key in ("PERFLAB_SCALE", "JPY_SESSION_NAME", "PERFLAB_STRICT", "PERFLAB_QUICK")
     }
+    # These timings are kept (committed or compared run against run): never the quick rounds.
+    os.environ.pop("PERFLAB_QUICK", None)
     os.environ["PERFLAB_SCALE"] = scale
     # Outputs that get committed must come from the real servers: a lab that fell back to
     # SQLite or local memory would store "Skipped" lines where the lesson shows measurements.
