@@ -252,6 +252,25 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=REPO_ROOT / "var" / "static")
 
+# --- Services the shop calls ---------------------------------------------------------------
+
+# The carrier's API that the delivery-quote pages wait for (lesson 08 serves a slow stand-in).
+CARRIER_API_URL = env.str("CARRIER_API_URL", default="")
+
+# Mail: Django's SMTP backend (a lesson starts a local SMTP server that asks for a password).
+EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("DJANGO_EMAIL_HOST_PASSWORD", default="")
+EMAIL_TIMEOUT = 30
+DEFAULT_FROM_EMAIL = "shop@example.com"
+
+# Celery (config/celery.py): a broker URL, or no broker and every task runs eagerly in place.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = None
+
 # --- Django REST framework -----------------------------------------------------------------
 
 REST_FRAMEWORK = {

@@ -11,7 +11,7 @@ Everything a lesson uses is here or on ``lab``: the lessons import from ``perfla
 from __future__ import annotations
 
 from .bootstrap import setup
-from .charts import scaling_chart
+from .charts import load_chart, scaling_chart
 from .diagram import model_diagram
 from .errors import PerflabError, PortInUse, ServiceUnavailable, StaleSchema, UnknownChoice
 from .exercises import check, check_equal, check_queries
@@ -33,6 +33,7 @@ __all__ = [
     "format_bytes",
     "format_ms",
     "format_ratio",
+    "load_chart",
     "model_diagram",
     "scaling_chart",
     "setup",

@@ -1,4 +1,4 @@
-"""Draw the two charts the lessons need: before/after bars and time-versus-size curves."""
+"""Draw the lessons' charts: before/after bars, time-versus-size curves, load curves."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from perflab.shell import current_shell
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from perflab.load import LoadResult
     from perflab.measure import Measurement
 
-__all__ = ["bar_chart", "scaling_chart", "show"]
+__all__ = ["bar_chart", "load_chart", "scaling_chart", "show"]
 
 _BASELINE_COLOR = "#9e9e9e"
 _COLOR = "#2a7ab0"
@@ -143,4 +144,40 @@ def scaling_chart(
         ax.legend()
     if title:
         ax.set_title(title)
+    return _finish(fig, plt)
+
+
+def load_chart(
+    series: dict[str, Sequence[tuple[float, LoadResult]]],
+    *,
+    xlabel: str,
+    title: str | None = None,
+) -> Figure:
+    """Return requests per second and p95 latency against ``xlabel`` (workers, users), per series.
+
+    ``series`` maps a name ("sync workers") to (x, result) points. A point whose load generator
+    saturated its core is drawn hollow: the server may have had more to give there.
+    """
+    plt = _pyplot()
+    fig, (rps_ax, p95_ax) = plt.subplots(1, 2, figsize=FIGSIZE)
+    for name, points in series.items():
+        xs = [x for x, _ in points]
+        line = rps_ax.plot(xs, [r.rps for _, r in points], marker="o", label=name)[0]
+        p95_ax.plot(xs, [r.p95_ms for _, r in points], marker="o", color=line.get_color())
+        for x, result in points:
+            if result.generator_saturated:
+                for ax, y in ((rps_ax, result.rps), (p95_ax, result.p95_ms)):
+                    ax.plot([x], [y], marker="o", markersize=11, fillstyle="none",
+                            color="#d62728", linestyle="none")
+    rps_ax.set_ylabel("requests per second")
+    p95_ax.set_ylabel("p95 latency (ms)")
+    for ax in (rps_ax, p95_ax):
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    if len(series) > 1:
+        rps_ax.legend()
+    if title:
+        fig.suptitle(title)
     return _finish(fig, plt)

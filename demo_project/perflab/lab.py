@@ -2,7 +2,7 @@
 
 ``open_lab()`` prepares one (configure Django, copy the template, set the caches); ``Lab``'s
 methods are the whole API a lesson uses: measure, compare, explain, get a page, start servers,
-run part of the lesson on another database.
+run part of the lesson on another database, serve the shop with real workers and load it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from perflab.client import Requests
 from perflab.databases import postgres_or_none, prepare_postgres, prepare_sqlite
 from perflab.django_setup import check_migrations_match_models, configure_django, use_database
 from perflab.errors import PerflabError, ServiceUnavailable, UnknownChoice
+from perflab.serving import Serving
 
 if TYPE_CHECKING:
     from django.http import HttpResponse
@@ -56,7 +57,7 @@ TABLES = (
 
 
 @dataclass
-class Lab:
+class Lab(Serving):
     """One notebook's lab: which database and scale it runs on, and the tools to measure it."""
 
     scale: seeding.Scale

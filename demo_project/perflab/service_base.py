@@ -226,6 +226,14 @@ class Service:
     def _cwd(self) -> Path:
         return self.run_dir
 
+    def _environment(self) -> dict[str, str]:
+        """Return variables to add to the server's environment (it inherits this process's)."""
+        return {}
+
+    def _make_executor(self, command: list[str], **kwargs: Any) -> UnixSocketExecutor:
+        """Return the executor that starts the server and says when it is up (its socket)."""
+        return _ServerExecutor(command, socket_name=str(self.socket_path), **kwargs)
+
     # The machinery.
 
     def _stop(self, *, keep_folder: bool) -> None:
@@ -252,14 +260,16 @@ class Service:
         self._prepare()
         self._record_path = processes.records_dir() / f"{self.name}-{self._token[-8:]}.json"
         # Marks the process so find_orphans() can tell our leftovers from anything else.
-        envvars = processes.marker_environment(self.name, self._token, self._record_path)
+        envvars = {
+            **self._environment(),
+            **processes.marker_environment(self.name, self._token, self._record_path),
+        }
         command = prefix + self._command()
         with self.log_path.open("wb") as log:
             log.write(f"$ {subprocess.list2cmdline(command)}\n".encode())
             log.flush()
-            executor = _ServerExecutor(
+            executor = self._make_executor(
                 command,
-                socket_name=str(self.socket_path),
                 marker=self._token,
                 ready=self._ready,
                 timeout=START_TIMEOUT,

@@ -51,6 +51,9 @@ __all__ = [
 ]
 
 SERVICES = ("memcached", "redis", "postgres")
+#: Servers perflab.web and perflab.tasks_worker start (gunicorn, the slow upstream, SMTP, a
+#: Celery worker): started by their own calls on ``lab``, reaped here like the others.
+WEB_SERVICES = ("gunicorn", "upstream", "smtp", "celery")
 SERVICE_CLASSES: dict[str, type[Service]] = {
     "memcached": MemcachedService,
     "redis": RedisService,
@@ -104,7 +107,7 @@ def reap_orphans() -> list[int]:
 
     Also removes the run folders such servers (and starts that never finished) left behind.
     """
-    return processes.reap_orphans(SERVICES, stray_after=STRAY_AFTER)
+    return processes.reap_orphans((*SERVICES, *WEB_SERVICES), stray_after=STRAY_AFTER)
 
 
 def _service_class(name: str) -> type[Service]:

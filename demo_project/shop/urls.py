@@ -1,4 +1,4 @@
-"""Route the shop's pages, its JSON API and the health check."""
+"""Route the shop's pages, its JSON API, the delivery quotes and the health check."""
 
 from __future__ import annotations
 
@@ -12,5 +12,7 @@ urlpatterns = [
     path("", views.ProductListView.as_view(), name="product-list"),
     path("products/<slug:slug>/", views.ProductDetailView.as_view(), name="product-detail"),
     path("api/reviews/", api.ReviewListAPIView.as_view(), name="api-reviews"),
+    path("delivery-quote/", views.delivery_quote, name="delivery-quote"),
+    path("delivery-quote/async/", views.delivery_quote_async, name="delivery-quote-async"),
     path("healthz", views.healthz, name="healthz"),
 ]

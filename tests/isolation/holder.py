@@ -114,7 +114,25 @@ def hold_lab(secret: str, controls: Controls) -> list[str]:
         cache.set("secret", secret, None)
         controls.add(f"{name} (A's cache)", "A sets and reads back its secret",
                      cache.get("secret") == secret)
-    return lab_endpoints()
+    return lab_endpoints() + serve_lab(lab, controls)
+
+
+def serve_lab(lab: Any, controls: Controls) -> list[str]:
+    """Serve A's lab as a load-testing lesson does (gunicorn, a slow upstream); the endpoints."""
+    served = lab.serve(workers=2)
+    controls.add("served shop (A's lab)", "lab.serve() answers /healthz",
+                 http_status(served.url + "/healthz") == 200)
+    upstream = lab.slow_upstream(delay_ms=10)
+    controls.add("slow upstream (A's)", "lab.slow_upstream() answers /api/",
+                 http_status(upstream.url + "/api/x") == 200)
+    return [f"tcp:{served.address}", f"tcp:{upstream.address}"]
+
+
+def http_status(url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return int(response.status)
 
 
 # --- A's site -----------------------------------------------------------------------------------

@@ -1,0 +1,203 @@
+"""Slow work off the request: a Celery worker and the SMTP server the shop's mail goes to.
+
+``CeleryWorker`` runs ``celery -A perflab.celery_app worker`` on the lab's database, with the
+learner's Redis as its broker, on Redis's socket in the learner's 0700 folder (Celery spells it
+``redis+socket://``): no other user can queue a task or read one. It is ready when Celery says
+so (``worker_ready``, which touches a file).
+
+``SmtpServer`` runs ``perflab.smtp_server`` (aiosmtpd) on a free loopback port with a user and
+a random password of its own: Django's SMTP backend cannot use a Unix socket, so the password
+keeps other local users from sending through it. ``settings`` gives the EMAIL_* settings that
+point Django at it; ``count()`` and ``messages()`` read what it received.
+
+Both are ``perflab.service_base.Service``s: recorded, stopped at exit, launched with a
+parent-death signal, reaped after a killed kernel. A prefork worker's children leave with it.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import secrets
+import smtplib
+import sys
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+from mirakuru import PidExecutor
+
+from perflab.errors import PerflabError
+from perflab.paths import REPO_ROOT
+from perflab.service_base import Service
+from perflab.web import LOOPBACK, TCPService
+
+__all__ = ["POOLS", "CeleryWorker", "SmtpServer"]
+
+POOLS = ("prefork", "threads", "solo")
+
+
+class SmtpServer(TCPService):
+    """A slow SMTP server on 127.0.0.1 that wants a password; it keeps what it receives."""
+
+    name = "smtp"
+    binary = "python"
+    module = "aiosmtpd"
+    packages = ("aiosmtpd", "aiosmtpd", "aiosmtpd")
+
+    def __init__(self, delay_ms: float = 0.0, *, port: int | None = None,
+                 strict: bool = False) -> None:
+        if delay_ms < 0:
+            raise PerflabError(f"delay_ms must be 0 or more (got {delay_ms}).")
+        super().__init__(port=port, strict=strict)
+        self.delay_ms = delay_ms
+        self.user = "shop"
+        self.password = secrets.token_urlsafe(16)
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.running else "stopped"
+        return f"<SmtpServer at {self.address}, {self.delay_ms:g} ms per message, {state}>"
+
+    @property
+    def mailbox(self) -> Path:
+        return self.run_dir / "mailbox"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Return the Django settings that send mail through this server."""
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": LOOPBACK,
+            "EMAIL_PORT": self.port,
+            "EMAIL_HOST_USER": self.user,
+            "EMAIL_HOST_PASSWORD": self.password,
+            "EMAIL_USE_TLS": False,
+        }
+
+    def count(self) -> int:
+        """Return how many messages the server has accepted."""
+        try:
+            return int((self.mailbox / "count").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def messages(self) -> list[Message]:
+        """Return the messages kept so far, oldest first."""
+        return [email.message_from_bytes(path.read_bytes())
+                for path in sorted(self.mailbox.glob("*.eml"))]
+
+    def _ready(self) -> bool:
+        try:
+            with smtplib.SMTP(LOOPBACK, self.port, timeout=5) as client:
+                return client.noop()[0] == 250
+        except (OSError, smtplib.SMTPException):
+            return False
+
+    def _command(self) -> list[str]:
+        return [self.require_binary(), "-m", "perflab.smtp_server", "--port", str(self.port),
+                "--delay-ms", str(self.delay_ms), "--mailbox", str(self.mailbox)]
+
+    def _environment(self) -> dict[str, str]:
+        return {
+            "PYTHONPATH": str(REPO_ROOT / "demo_project"),
+            "PERFLAB_SMTP_USER": self.user,
+            "PERFLAB_SMTP_PASSWORD": self.password,
+        }
+
+
+class CeleryWorker(Service):
+    """A Celery worker for the shop's tasks, on the lab's database and the learner's Redis."""
+
+    name = "celery"
+    binary = "celery"
+    packages = ("celery", "celery", "celery")
+
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        concurrency: int = 1,
+        pool: str = "prefork",
+        settings: dict[str, Any] | None = None,
+        strict: bool = False,
+    ) -> None:
+        if pool not in POOLS:
+            from perflab.errors import UnknownChoice
+
+            raise UnknownChoice("pool", pool, POOLS)
+        if concurrency < 1:
+            raise PerflabError(f"concurrency must be 1 or more (got {concurrency}).")
+        if not broker_url.startswith("redis+socket://"):
+            raise PerflabError(
+                "The worker's broker must be Redis on the learner's socket "
+                f"(redis+socket:///path/redis.sock), not {broker_url!r}: a broker on TCP would "
+                "take tasks from any local user."
+            )
+        super().__init__(strict=strict)
+        self.broker_url = broker_url
+        self.concurrency = concurrency
+        self.pool = pool
+        self.settings = {**(settings or {}), "CELERY_BROKER_URL": broker_url,
+                         "CELERY_TASK_ALWAYS_EAGER": False}
+
+    @classmethod
+    def find_binary(cls) -> str | None:
+        import importlib.util
+
+        return sys.executable if importlib.util.find_spec("celery") is not None else None
+
+    @classmethod
+    def missing_binary_message(cls) -> str:
+        return (
+            "celery is not available: no `celery` package in this Python. It comes with the "
+            "workshop's pinned packages: .venv/bin/pip install -r requirements.txt, then restart "
+            "the kernel."
+        )
+
+    @property
+    def address(self) -> str:
+        return self.broker_url
+
+    @property
+    def ready_file(self) -> Path:
+        return self.run_dir / "ready"
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.running else "stopped"
+        return f"<CeleryWorker {self.pool} x {self.concurrency} on {self.broker_url}, {state}>"
+
+    def _command(self) -> list[str]:
+        return [
+            self.require_binary(), "-m", "celery", "-A", "perflab.celery_app", "worker",
+            "--pool", self.pool, "--concurrency", str(self.concurrency),
+            "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "--hostname", f"perflab-{self.run_dir.name}@localhost",
+        ]
+
+    def _prepare(self) -> None:
+        self.ready_file.unlink(missing_ok=True)  # a restart waits for a new one
+
+    def _environment(self) -> dict[str, str]:
+        return {
+            "PYTHONPATH": str(REPO_ROOT / "demo_project"),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "PERFLAB_SERVE_SETTINGS": json.dumps(self.settings, default=str),
+            "PERFLAB_READY_FILE": str(self.ready_file),
+        }
+
+    def _make_executor(self, command: list[str], **kwargs: Any) -> PidExecutor:
+        return _ReadyFileExecutor(command, filename=str(self.ready_file), **kwargs)
+
+
+class _ReadyFileExecutor(PidExecutor):
+    """Start a process and call it ready once it has created a file (and ``ready()`` agrees)."""
+
+    def __init__(self, command: list[str], *, marker: str, ready: Any, **kwargs: Any) -> None:
+        super().__init__(command, **kwargs)
+        self._uuid = marker  # see service_base._ServerExecutor: no digits in the marker
+        self._ready = ready
+
+    def after_start_check(self) -> bool:
+        return super().after_start_check() and self._ready()

@@ -1,0 +1,140 @@
+"""Slow work off the request: a real Celery worker on the learner's Redis, a real SMTP server."""
+
+from __future__ import annotations
+
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psutil
+import pytest
+from django.test import override_settings
+
+from perflab import services
+from perflab.errors import PerflabError, UnknownChoice
+from perflab.tasks_worker import CeleryWorker
+
+pytestmark = pytest.mark.services
+
+needs_redis = pytest.mark.skipif(
+    not services.service_available("redis") and not services.is_strict(),
+    reason="redis-server is not installed",
+)
+
+
+def _wait_for(condition: Any, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _gone(pids: list[int], timeout: float = 15.0) -> bool:
+    def none_alive() -> bool:
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                pass
+        return True
+
+    return _wait_for(none_alive, timeout)
+
+
+@pytest.fixture(scope="module")
+def smtp(lab: Any) -> Any:
+    server = lab.smtp_server(delay_ms=100)
+    yield server
+    server.stop()
+
+
+def test_the_smtp_server_takes_its_time_and_keeps_the_message(lab: Any, smtp: Any) -> None:
+    from django.core.mail import send_mail
+
+    before = smtp.count()
+    with override_settings(**smtp.settings):
+        started = time.perf_counter()
+        sent = send_mail("Hello", "Body text", "shop@example.com", ["a@example.com"])
+        elapsed = time.perf_counter() - started
+    assert sent == 1 and elapsed >= 0.1
+    assert smtp.count() == before + 1
+    assert smtp.messages()[-1]["Subject"] == "Hello"
+
+
+def test_the_smtp_server_refuses_mail_without_its_password(smtp: Any) -> None:
+    with smtplib.SMTP("127.0.0.1", smtp.port, timeout=10) as client:
+        with pytest.raises(smtplib.SMTPResponseException) as info:
+            client.sendmail("x@example.com", ["y@example.com"], "Subject: hi\n\nbody")
+        assert info.value.smtp_code == 530  # authentication required
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("shop", "guess")
+    assert smtp.password not in " ".join(psutil.Process(smtp.pid).cmdline())
+
+
+@needs_redis
+def test_a_queued_task_runs_in_the_worker_and_sends_the_mail(lab: Any, smtp: Any) -> None:
+    from shop.mail import send_order_confirmation_task
+    from shop.models import Order
+
+    worker = lab.celery_worker(settings=smtp.settings)
+    try:
+        order_id = Order.objects.order_by("id").values_list("id", flat=True).first()
+        before = smtp.count()
+        started = time.perf_counter()
+        send_order_confirmation_task.delay(order_id)
+        queued_s = time.perf_counter() - started
+        assert queued_s < 0.1 * 5  # queueing doesn't wait for the 100 ms the mail takes
+        assert _wait_for(lambda: smtp.count() == before + 1)
+        assert smtp.messages()[-1]["Subject"] == f"Your order #{order_id}"
+        pids = [worker.pid, *(c.pid for c in psutil.Process(worker.pid).children())]
+    finally:
+        from config.celery import app
+
+        worker.stop()
+        app.conf.task_always_eager = True  # the other tests' kernel runs tasks in place again
+    assert _gone(pids)
+
+
+CHILD = """
+import sys
+from perflab import setup
+lab = setup(scale="tiny", quiet=True)
+worker = lab.celery_worker(concurrency=2)
+import psutil
+print(worker.pid, *(c.pid for c in psutil.Process(worker.pid).children()), flush=True)
+sys.stdin.read()
+"""
+
+
+@needs_redis
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="setpriv is Linux-only")
+def test_a_killed_kernel_leaves_no_worker_and_no_broker() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line, child.stderr.read() if child.stderr else ""
+    pids = [int(pid) for pid in line.split()]
+    redis = [r["pid"] for r in services.running_services() if r["name"] == "redis"
+             and r["owner_pid"] == child.pid]
+    assert len(pids) == 3 and len(redis) == 1
+
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+    assert _gone(pids + redis), f"the worker, its children or Redis outlived the kernel: {pids}"
+
+
+def test_the_broker_must_be_the_learners_socket() -> None:
+    with pytest.raises(PerflabError, match="a broker on TCP would take tasks from any local"):
+        CeleryWorker("redis://127.0.0.1:6379/0")
+    with pytest.raises(UnknownChoice, match="'prefork', 'threads', 'solo'"):
+        CeleryWorker("redis+socket:///x.sock", pool="gevent")
