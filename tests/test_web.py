@@ -260,3 +260,10 @@ def test_without_a_carrier_the_delivery_quote_says_what_is_missing(lab: Any) -> 
     with override_settings(CARRIER_API_URL=""):
         response = lab.get(delivery_quote, "/delivery-quote/")
     assert response.status_code == 503 and b"CARRIER_API_URL is not set" in response.content
+
+
+def test_the_warm_up_is_not_counted(shop: Any) -> None:
+    result = run_load(shop, ["/healthz"], users=2, duration_s=2, warmup_s=2)
+    assert 1.5 < result.duration_s < 3.5  # the measured window, not the warm-up before it
+    assert result.requests == pytest.approx(result.rps * result.duration_s, rel=0.3)
+    assert result.server_cpu is not None and result.server_cpu > 0

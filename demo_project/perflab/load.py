@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,6 +119,7 @@ def run_load(
     users: int = 10,
     duration_s: float = 10.0,
     requests: int | None = None,
+    warmup_s: float = 1.0,
     label: str | None = None,
     strict: bool = False,
 ) -> LoadResult:
@@ -126,7 +128,8 @@ def run_load(
     ``target`` is a server ``lab.serve`` started (then the CPU its processes use during the
     run is measured too) or a loopback URL. ``users`` clients request ``paths`` in turn,
     without pause, for ``duration_s`` seconds or until ``requests`` have been sent, whichever
-    comes first.
+    comes first, after ``warmup_s`` seconds of the same load that are not counted (fresh
+    workers are slow on their first requests).
     """
     url = target if isinstance(target, str) else target.url
     server_pids = None if isinstance(target, str) else target.pids
@@ -144,12 +147,13 @@ def run_load(
         )
     if _quick():
         duration_s = min(duration_s, QUICK_DURATION_S)
+        warmup_s = min(warmup_s, 0.5)
     prefix, popen_kwargs = accounts.kill_with_parent(signal.SIGTERM, None, strict=strict)
     folder = Path(tempfile.mkdtemp(prefix="load-", dir=runtime_dir()))
     command = [
         *prefix, sys.executable, "-m", "locust", "-f", str(_LOCUSTFILE), "--headless",
         "--host", url.rstrip("/"), "--users", str(users), "--spawn-rate", str(users),
-        "--run-time", f"{max(1, round(duration_s))}s", "--stop-timeout", "5",
+        "--run-time", f"{max(1, round(warmup_s + duration_s))}s", "--stop-timeout", "5",
         "--json-file", str(folder / "load"), "--only-summary", "--loglevel", "WARNING",
         "--skip-log-setup",
     ]
@@ -157,9 +161,17 @@ def run_load(
         **os.environ,
         "PERFLAB_LOAD_PATHS": json.dumps(list(paths)),
         "PERFLAB_LOAD_REQUESTS": str(requests or 0),
+        "PERFLAB_LOAD_WARMUP_S": str(max(0.0, warmup_s)),
+        "PERFLAB_LOAD_MARK": str(folder / "measuring"),
     }
     try:
-        server_before = _cpu_seconds(server_pids()) if server_pids else {}
+        window: dict[str, Any] = {}
+
+        def measuring_began() -> None:  # the warm-up is over: the window starts now
+            window["server"] = _cpu_seconds(server_pids()) if server_pids else {}
+            window["generator"] = _cpu_seconds([process.pid]).get(process.pid, 0.0)
+            window["start"] = time.perf_counter()
+
         started = time.perf_counter()
         with (folder / "locust.log").open("wb") as log:
             process = subprocess.Popen(
@@ -168,13 +180,18 @@ def run_load(
             )
         try:
             # wait4 returns the child's own CPU use; the deadline keeps a stuck run bounded.
-            _, status, usage = _wait_with_deadline(process, duration_s + 60)
+            _, status, usage = _wait_with_deadline(
+                process, warmup_s + duration_s + 60, folder / "measuring", measuring_began
+            )
         except BaseException:
             process.kill()
             process.wait()
             raise
-        elapsed = time.perf_counter() - started
-        server_used = _cpu_used(server_before, server_pids()) if server_pids else None
+        ended = time.perf_counter()
+        elapsed = ended - window.get("start", started)
+        server_used = (
+            _cpu_used(window["server"], server_pids()) if server_pids and window else None
+        )
         returncode = os.waitstatus_to_exitcode(status)
         stats = folder / "load.json"  # Locust adds the suffix
         if not stats.exists():
@@ -184,7 +201,9 @@ def run_load(
             )
         return _result(
             stats, label=label, users=users, elapsed=elapsed,
-            cpu=usage.ru_utime + usage.ru_stime,
+            generator_cpu=(
+                usage.ru_utime + usage.ru_stime - window.get("generator", 0.0)
+            ) / elapsed,
             server_cpu=None if server_used is None else server_used / elapsed,
         )
     finally:
@@ -192,17 +211,21 @@ def run_load(
 
 
 def _wait_with_deadline(
-    process: subprocess.Popen[bytes], seconds: float
+    process: subprocess.Popen[bytes], seconds: float, mark: Path, on_mark: Callable[[], None]
 ) -> tuple[int, int, Any]:  # os.wait4's rusage (POSIX)
     deadline = time.monotonic() + seconds
+    marked = False
     while True:
+        if not marked and mark.exists():
+            marked = True
+            on_mark()
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
             return pid, status, usage
         if time.monotonic() > deadline:
             raise PerflabError(f"Locust ran past its deadline ({seconds:.0f} s); it was stopped.")
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def percentile(histogram: dict[float, int], share: float) -> float:
@@ -238,7 +261,7 @@ def _cpu_used(before: dict[int, float], pids: list[int]) -> float:
 
 
 def _result(
-    stats: Path, *, label: str, users: int, elapsed: float, cpu: float,
+    stats: Path, *, label: str, users: int, elapsed: float, generator_cpu: float,
     server_cpu: float | None = None,
 ) -> LoadResult:
     entries = json.loads(stats.read_text())
@@ -261,6 +284,6 @@ def _result(
         p50_ms=percentile(histogram, 0.50),
         p95_ms=percentile(histogram, 0.95),
         p99_ms=percentile(histogram, 0.99),
-        generator_cpu=cpu / elapsed if elapsed else 0.0,
+        generator_cpu=generator_cpu,
         server_cpu=server_cpu,
     )

@@ -2,10 +2,13 @@
 
 Run by Locust in its own process (``locust -f``), never imported by a kernel: Locust
 monkey-patches the standard library with gevent on import. Its input comes from the
-environment: ``PERFLAB_LOAD_PATHS`` (a JSON list of paths, requested in turn) and
-``PERFLAB_LOAD_REQUESTS`` (stop after that many requests; 0 for no limit, the run time
-then decides). Each user sends its next request as soon as the last one is answered: a
-closed loop that finds the server's throughput.
+environment: ``PERFLAB_LOAD_PATHS`` (a JSON list of paths, requested in turn),
+``PERFLAB_LOAD_WARMUP_S`` (seconds of load before the statistics start: fresh workers load
+templates, open connections and fill caches on their first requests), ``PERFLAB_LOAD_MARK``
+(a file touched when they start, so the starter can time the server's CPU over the same
+window) and ``PERFLAB_LOAD_REQUESTS`` (stop after that many measured requests; 0 for no
+limit, the run time then decides). Each user sends its next request as soon as the last one
+is answered: a closed loop that finds the server's throughput.
 """
 
 from __future__ import annotations
@@ -13,14 +16,32 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from pathlib import Path
+from typing import Any
 
 import gevent
-from locust import FastHttpUser, constant, task
+from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 
 PATHS: list[str] = json.loads(os.environ.get("PERFLAB_LOAD_PATHS") or '["/"]')
 LIMIT = int(os.environ.get("PERFLAB_LOAD_REQUESTS") or 0)
+WARMUP_S = float(os.environ.get("PERFLAB_LOAD_WARMUP_S") or 0)
+MARK = os.environ.get("PERFLAB_LOAD_MARK")
 _turns = itertools.count()
+_measured = itertools.count()
+_measuring = False
+
+
+@events.test_start.add_listener
+def _warm_up_then_measure(environment: Any, **_: Any) -> None:
+    def begin() -> None:
+        global _measuring
+        environment.runner.stats.reset_all()
+        _measuring = True
+        if MARK:
+            Path(MARK).touch()
+
+    gevent.spawn_later(WARMUP_S, begin)
 
 
 class Visitor(FastHttpUser):
@@ -31,8 +52,9 @@ class Visitor(FastHttpUser):
     @task
     def visit(self) -> None:
         turn = next(_turns)
-        if LIMIT and turn >= LIMIT:
-            if turn == LIMIT:  # the first user past the limit ends the run for all
+        measured = next(_measured) if _measuring else -1
+        if LIMIT and measured >= LIMIT:
+            if measured == LIMIT:  # the first user past the limit ends the run for all
                 # From a greenlet of its own: quit() stops every user, this one included.
                 gevent.spawn(self.environment.runner.quit)
             raise StopUser
