@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import django
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
@@ -258,11 +259,21 @@ STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=REPO_ROOT / "var" / "static
 CARRIER_API_URL = env.str("CARRIER_API_URL", default="")
 
 # Mail: Django's SMTP backend (a lesson starts a local SMTP server that asks for a password).
-EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", default="localhost")
-EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", default=25)
-EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", default="")
-EMAIL_HOST_PASSWORD = env.str("DJANGO_EMAIL_HOST_PASSWORD", default="")
-EMAIL_TIMEOUT = 30
+# Django 6.1 configures it in MAILERS and deprecates the EMAIL_* settings that 5.2 reads.
+_SMTP = {
+    "host": env.str("DJANGO_EMAIL_HOST", default="localhost"),
+    "port": env.int("DJANGO_EMAIL_PORT", default=25),
+    "username": env.str("DJANGO_EMAIL_HOST_USER", default=""),
+    "password": env.str("DJANGO_EMAIL_HOST_PASSWORD", default=""),
+    "timeout": 30,
+}
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                           "OPTIONS": _SMTP}}
+else:
+    EMAIL_HOST, EMAIL_PORT = _SMTP["host"], _SMTP["port"]
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _SMTP["username"], _SMTP["password"]
+    EMAIL_TIMEOUT = _SMTP["timeout"]
 DEFAULT_FROM_EMAIL = "shop@example.com"
 
 # Celery (config/celery.py): a broker URL, or no broker and every task runs eagerly in place.

@@ -64,9 +64,19 @@ class SmtpServer(TCPService):
 
     @property
     def settings(self) -> dict[str, Any]:
-        """Return the Django settings that send mail through this server."""
+        """Return the Django settings that send mail through this server.
+
+        ``MAILERS`` on Django 6.1, which deprecates the ``EMAIL_*`` settings 5.2 reads.
+        """
+        import django
+
+        backend = "django.core.mail.backends.smtp.EmailBackend"
+        if django.VERSION >= (6, 1):
+            options = {"host": LOOPBACK, "port": self.port, "username": self.user,
+                       "password": self.password, "use_tls": False, "timeout": 30}
+            return {"MAILERS": {"default": {"BACKEND": backend, "OPTIONS": options}}}
         return {
-            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_BACKEND": backend,
             "EMAIL_HOST": LOOPBACK,
             "EMAIL_PORT": self.port,
             "EMAIL_HOST_USER": self.user,
