@@ -53,6 +53,59 @@ def remove_what_the_tests_left_in_the_temp_dir(
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture
+def gone() -> Callable[..., bool]:
+    """Return a waiter: gone(pids) is True once none of them runs (zombies count as gone)."""
+    import time
+
+    import psutil
+
+    def wait(pids: list[int], timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            alive = []
+            for pid in pids:
+                try:
+                    if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                        alive.append(pid)
+                except psutil.NoSuchProcess:
+                    pass
+            if not alive:
+                return True
+            time.sleep(0.05)
+        return False
+
+    return wait
+
+
+@pytest.fixture
+def kernel_child() -> Iterator[Callable[[str], tuple[Any, list[int]]]]:
+    """Return start(code): run ``code`` as a kernel would, in a child; (child, pids it printed).
+
+    The code starts servers and prints their pids on one line; the test then kills the child.
+    """
+    import subprocess
+    import sys
+
+    children: list[subprocess.Popen[str]] = []
+
+    def start(code: str) -> tuple[subprocess.Popen[str], list[int]]:
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        children.append(child)
+        assert child.stdout is not None and child.stderr is not None
+        line = child.stdout.readline()
+        assert line, child.stderr.read()
+        return child, [int(pid) for pid in line.split()]
+
+    yield start
+    for child in children:
+        child.kill()
+        child.communicate()
+
+
 @pytest.fixture(scope="session")
 def lab():
     """Return a lab at the tiny scale; tests that change rows must undo it or call reset()."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import smtplib
-import subprocess
 import sys
 import time
 from typing import Any
@@ -32,19 +31,6 @@ def _wait_for(condition: Any, timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-def _gone(pids: list[int], timeout: float = 15.0) -> bool:
-    def none_alive() -> bool:
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    return False
-            except psutil.NoSuchProcess:
-                pass
-        return True
-
-    return _wait_for(none_alive, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +64,9 @@ def test_the_smtp_server_refuses_mail_without_its_password(smtp: Any) -> None:
 
 
 @needs_redis
-def test_a_queued_task_runs_in_the_worker_and_sends_the_mail(lab: Any, smtp: Any) -> None:
+def test_a_queued_task_runs_in_the_worker_and_sends_the_mail(
+    lab: Any, smtp: Any, gone: Any
+) -> None:
     from shop.mail import send_order_confirmation_task
     from shop.models import Order
 
@@ -98,7 +86,7 @@ def test_a_queued_task_runs_in_the_worker_and_sends_the_mail(lab: Any, smtp: Any
 
         worker.stop()
         app.conf.task_always_eager = True  # the other tests' kernel runs tasks in place again
-    assert _gone(pids)
+    assert gone(pids)
 
 
 CHILD = """
@@ -114,15 +102,8 @@ sys.stdin.read()
 
 @needs_redis
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="setpriv is Linux-only")
-def test_a_killed_kernel_leaves_no_worker_and_no_broker() -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    assert line, child.stderr.read() if child.stderr else ""
-    pids = [int(pid) for pid in line.split()]
+def test_a_killed_kernel_leaves_no_worker_and_no_broker(kernel_child: Any, gone: Any) -> None:
+    child, pids = kernel_child(CHILD)
     redis = [r["pid"] for r in services.running_services() if r["name"] == "redis"
              and r["owner_pid"] == child.pid]
     assert len(pids) == 3 and len(redis) == 1
@@ -130,7 +111,7 @@ def test_a_killed_kernel_leaves_no_worker_and_no_broker() -> None:
     child.send_signal(signal.SIGKILL)
     child.wait()
 
-    assert _gone(pids + redis), f"the worker, its children or Redis outlived the kernel: {pids}"
+    assert gone(pids + redis), f"the worker, its children or Redis outlived the kernel: {pids}"
 
 
 def test_the_broker_must_be_the_learners_socket() -> None:

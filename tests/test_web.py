@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import time
 import urllib.error
@@ -13,7 +12,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from perflab import capacity as capacity_module
@@ -27,22 +25,6 @@ pytestmark = pytest.mark.services
 def _get(url: str) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.status, response.read()
-
-
-def _gone(pids: list[int], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-            except psutil.NoSuchProcess:
-                pass
-        if not alive:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +63,11 @@ def test_gthread_and_uvicorn_workers_serve_the_shop(
     assert not server.running
 
 
-def test_a_stopped_server_leaves_no_worker(lab: Any) -> None:
+def test_a_stopped_server_leaves_no_worker(lab: Any, gone: Any) -> None:
     server = lab.serve(workers=2)
     pids = [server.pid, *server.worker_pids()]
     server.stop()
-    assert _gone(pids)
+    assert gone(pids)
 
 
 CHILD = """
@@ -99,21 +81,14 @@ sys.stdin.read()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="setpriv is Linux-only")
-def test_a_killed_kernel_leaves_no_server_and_no_worker() -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    assert line, child.stderr.read() if child.stderr else ""
-    pids = [int(pid) for pid in line.split()]
+def test_a_killed_kernel_leaves_no_server_and_no_worker(kernel_child: Any, gone: Any) -> None:
+    child, pids = kernel_child(CHILD)
     assert len(pids) == 3
 
     child.send_signal(signal.SIGKILL)
     child.wait()
 
-    assert _gone(pids), f"gunicorn or its workers outlived the SIGKILLed kernel: {pids}"
+    assert gone(pids), f"gunicorn or its workers outlived the SIGKILLed kernel: {pids}"
 
 
 def test_a_port_in_use_is_a_clear_error() -> None:

@@ -120,6 +120,13 @@ def _time_label(m: Measurement, baseline: Measurement | None) -> str:
     return f"{text}\n{format_ratio(1 / ratio)}\u00d7 slower"
 
 
+def _style_curve(ax: Any, xlabel: str) -> None:
+    """Give a line chart's axes the lessons' look: a label, a light grid, no top or right box."""
+    ax.set_xlabel(xlabel)
+    ax.grid(True, alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
 def scaling_chart(
     xs: Sequence[float],
     series: dict[str, list[float]],
@@ -134,12 +141,10 @@ def scaling_chart(
     fig, ax = plt.subplots(figsize=TIME_ONLY_FIGSIZE)
     for name, ys in series.items():
         ax.plot(list(xs), ys, marker="o", label=name)
-    ax.set_xlabel(xlabel)
+    _style_curve(ax, xlabel)
     ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
     if len(series) > 1:
         ax.legend()
     if title:
@@ -172,10 +177,8 @@ def load_chart(
     rps_ax.set_ylabel("requests per second")
     p95_ax.set_ylabel("p95 latency (ms)")
     for ax in (rps_ax, p95_ax):
-        ax.set_xlabel(xlabel)
+        _style_curve(ax, xlabel)
         ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-        ax.spines[["top", "right"]].set_visible(False)
     if len(series) > 1:
         rps_ax.legend()
     if title:

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +43,15 @@ from perflab.paths import runtime_dir
 if TYPE_CHECKING:
     from perflab.accounts import Account
 
-__all__ = ["LOCK", "START_TIMEOUT", "Service", "live_services", "stop_all"]
+__all__ = [
+    "LOCK",
+    "START_TIMEOUT",
+    "InThisPython",
+    "ReadyCheck",
+    "Service",
+    "live_services",
+    "stop_all",
+]
 
 START_TIMEOUT = 30.0
 """Seconds a server gets to accept connections before we give up and show its log."""
@@ -320,19 +329,13 @@ class Service:
         return ServiceUnavailable(f"{self.name} {what}. The end of its log:\n{tail}")
 
 
-class _ServerExecutor(UnixSocketExecutor):
-    """Start a server and call it ready when its socket accepts and `ready()` agrees."""
+class ReadyCheck:
+    """Mixin for a mirakuru executor: our marker, and ready only once ``ready()`` agrees too."""
 
     def __init__(
-        self,
-        command: list[str],
-        *,
-        socket_name: str,
-        marker: str,
-        ready: Callable[[], bool],
-        **kwargs: Any,
+        self, command: list[str], *, marker: str, ready: Callable[[], bool], **kwargs: Any
     ) -> None:
-        super().__init__(command, socket_name=socket_name, **kwargs)
+        super().__init__(command, **kwargs)  # type: ignore[call-arg]
         # mirakuru's own atexit SIGKILLs every process whose marker *contains* the exiting
         # process's pid as a substring; a marker without digits keeps other Python processes'
         # exits away from our servers (stop_all() stops ours gracefully instead).
@@ -340,7 +343,35 @@ class _ServerExecutor(UnixSocketExecutor):
         self._ready = ready
 
     def after_start_check(self) -> bool:
-        return super().after_start_check() and self._ready()
+        return super().after_start_check() and self._ready()  # type: ignore[misc]
+
+
+class _ServerExecutor(ReadyCheck, UnixSocketExecutor):
+    """Start a server and call it ready when its socket accepts and `ready()` agrees."""
+
+
+class InThisPython:
+    """Mixin for a Service whose program is a package of this Python (``python -m module``)."""
+
+    name: ClassVar[str]
+    module: ClassVar[str]
+
+    @classmethod
+    def find_binary(cls) -> str | None:
+        """Return this Python when the package is installed, else None."""
+        import importlib.util
+
+        found = importlib.util.find_spec(cls.module.split(".")[0]) is not None
+        return sys.executable if found else None
+
+    @classmethod
+    def missing_binary_message(cls) -> str:
+        """Return the error for a missing package: it comes with the pinned lock."""
+        return (
+            f"{cls.name} is not available: no `{cls.module}` package in this Python. It comes "
+            "with the workshop's pinned packages: .venv/bin/pip install -r requirements.txt "
+            "(or `make setup`), then restart the kernel."
+        )
 
 
 def _in_long_lived_thread(start: Callable[[], object]) -> None:

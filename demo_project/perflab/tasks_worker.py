@@ -20,7 +20,6 @@ import email
 import json
 import secrets
 import smtplib
-import sys
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -29,34 +28,28 @@ from mirakuru import PidExecutor
 
 from perflab.errors import PerflabError
 from perflab.paths import REPO_ROOT
-from perflab.service_base import Service
-from perflab.web import LOOPBACK, TCPService
+from perflab.service_base import InThisPython, ReadyCheck, Service
+from perflab.web import LOOPBACK, DelayedService
 
 __all__ = ["POOLS", "CeleryWorker", "SmtpServer"]
 
 POOLS = ("prefork", "threads", "solo")
 
 
-class SmtpServer(TCPService):
+class SmtpServer(DelayedService):
     """A slow SMTP server on 127.0.0.1 that wants a password; it keeps what it receives."""
 
     name = "smtp"
     binary = "python"
     module = "aiosmtpd"
     packages = ("aiosmtpd", "aiosmtpd", "aiosmtpd")
+    answer = "message"
 
-    def __init__(self, delay_ms: float = 0.0, *, port: int | None = None,
+    def __init__(self, delay_ms: float | None = None, *, port: int | None = None,
                  strict: bool = False) -> None:
-        if delay_ms < 0:
-            raise PerflabError(f"delay_ms must be 0 or more (got {delay_ms}).")
-        super().__init__(port=port, strict=strict)
-        self.delay_ms = delay_ms
+        super().__init__(delay_ms, port=port, strict=strict)
         self.user = "shop"
         self.password = secrets.token_urlsafe(16)
-
-    def __repr__(self) -> str:
-        state = f"pid={self.pid}" if self.running else "stopped"
-        return f"<SmtpServer at {self.address}, {self.delay_ms:g} ms per message, {state}>"
 
     @property
     def mailbox(self) -> Path:
@@ -115,11 +108,12 @@ class SmtpServer(TCPService):
         }
 
 
-class CeleryWorker(Service):
+class CeleryWorker(InThisPython, Service):
     """A Celery worker for the shop's tasks, on the lab's database and the learner's Redis."""
 
     name = "celery"
     binary = "celery"
+    module = "celery"
     packages = ("celery", "celery", "celery")
 
     def __init__(
@@ -149,20 +143,6 @@ class CeleryWorker(Service):
         self.pool = pool
         self.settings = {**(settings or {}), "CELERY_BROKER_URL": broker_url,
                          "CELERY_TASK_ALWAYS_EAGER": False}
-
-    @classmethod
-    def find_binary(cls) -> str | None:
-        import importlib.util
-
-        return sys.executable if importlib.util.find_spec("celery") is not None else None
-
-    @classmethod
-    def missing_binary_message(cls) -> str:
-        return (
-            "celery is not available: no `celery` package in this Python. It comes with the "
-            "workshop's pinned packages: .venv/bin/pip install -r requirements.txt, then restart "
-            "the kernel."
-        )
 
     @property
     def address(self) -> str:
@@ -201,13 +181,5 @@ class CeleryWorker(Service):
         return _ReadyFileExecutor(command, filename=str(self.ready_file), **kwargs)
 
 
-class _ReadyFileExecutor(PidExecutor):
+class _ReadyFileExecutor(ReadyCheck, PidExecutor):
     """Start a process and call it ready once it has created a file (and ``ready()`` agrees)."""
-
-    def __init__(self, command: list[str], *, marker: str, ready: Any, **kwargs: Any) -> None:
-        super().__init__(command, **kwargs)
-        self._uuid = marker  # see service_base._ServerExecutor: no digits in the marker
-        self._ready = ready
-
-    def after_start_check(self) -> bool:
-        return super().after_start_check() and self._ready()

@@ -25,7 +25,6 @@ import importlib.util
 import json
 import secrets
 import socket
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,12 +32,13 @@ from mirakuru import TCPExecutor
 
 from perflab.errors import PerflabError, PortInUse, ServiceUnavailable, UnknownChoice
 from perflab.paths import REPO_ROOT
-from perflab.service_base import Service
+from perflab.service_base import InThisPython, ReadyCheck, Service
 
 __all__ = [
     "SHOP_ASGI",
     "SHOP_WSGI",
     "WORKER_CLASSES",
+    "DelayedService",
     "SlowUpstream",
     "TCPService",
     "WebServer",
@@ -78,7 +78,7 @@ def _check_port(port: int) -> None:
             ) from None
 
 
-class TCPService(Service):
+class TCPService(InThisPython, Service):
     """A server on a loopback port, up once ``_ready()`` gets an HTTP answer from it."""
 
     module: ClassVar[str]  # what `python -m` runs (the program is this Python's)
@@ -89,17 +89,6 @@ class TCPService(Service):
         if port is not None:
             _check_port(port)
         self.port = port or free_port()
-
-    @classmethod
-    def find_binary(cls) -> str | None:
-        top = cls.module.split(".")[0]
-        return sys.executable if importlib.util.find_spec(top) is not None else None
-
-    @classmethod
-    def missing_binary_message(cls) -> str:
-        return (
-            f"{cls.name} is not available: no `{cls.module}` package in this Python.\n{_PIP_HINT}"
-        )
 
     @property
     def address(self) -> str:
@@ -231,25 +220,35 @@ class WebServer(TCPService):
         }
 
 
-class SlowUpstream(TCPService):
+class DelayedService(TCPService):
+    """A loopback server that takes ``delay_ms`` over each answer: a slow service to wait on."""
+
+    default_delay_ms: ClassVar[float] = 0.0
+    answer: ClassVar[str] = "answer"  # what the delay is per, for repr
+
+    def __init__(self, delay_ms: float | None = None, *, port: int | None = None,
+                 strict: bool = False) -> None:
+        delay_ms = self.default_delay_ms if delay_ms is None else delay_ms
+        if delay_ms < 0:
+            raise PerflabError(f"delay_ms must be 0 or more (got {delay_ms}).")
+        super().__init__(port=port, strict=strict)
+        self.delay_ms = delay_ms
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.running else "stopped"
+        return (f"<{type(self).__name__} at {self.address}, {self.delay_ms:g} ms per "
+                f"{self.answer}, {state}>")
+
+
+class SlowUpstream(DelayedService):
     """A local HTTP server that answers GET /api/... after ``delay_ms``: a slow remote API."""
 
     name = "upstream"
     binary = "python"
     module = "perflab"
     packages = ("python3", "python", "python")
-
-    def __init__(self, delay_ms: float = 100.0, *, port: int | None = None,
-                 strict: bool = False) -> None:
-        if delay_ms < 0:
-            raise PerflabError(f"delay_ms must be 0 or more (got {delay_ms}).")
-        super().__init__(port=port, strict=strict)
-        self.delay_ms = delay_ms
-        self.ready_path = "/ready"  # answered at once, so waiting for it takes no delay
-
-    def __repr__(self) -> str:
-        state = f"pid={self.pid}" if self.running else "stopped"
-        return f"<SlowUpstream at {self.url}, {self.delay_ms:g} ms per answer, {state}>"
+    default_delay_ms = 100.0
+    ready_path = "/ready"  # answered at once, so waiting for it takes no delay
 
     def _command(self) -> list[str]:
         return [self.require_binary(), "-m", "perflab.upstream",
@@ -259,13 +258,5 @@ class SlowUpstream(TCPService):
         return {"PYTHONPATH": str(REPO_ROOT / "demo_project")}
 
 
-class _TCPServerExecutor(TCPExecutor):
+class _TCPServerExecutor(ReadyCheck, TCPExecutor):
     """Start a server and call it ready when its port accepts and `ready()` agrees."""
-
-    def __init__(self, command: list[str], *, marker: str, ready: Any, **kwargs: Any) -> None:
-        super().__init__(command, **kwargs)
-        self._uuid = marker  # see service_base._ServerExecutor: no digits in the marker
-        self._ready = ready
-
-    def after_start_check(self) -> bool:
-        return super().after_start_check() and self._ready()
