@@ -38,6 +38,8 @@ def test_the_shop_is_served_by_real_workers_on_the_labs_own_database(lab: Any, s
     status, body = _get(shop.url + "/api/reviews/?limit=5")
     assert status == 200 and body.count(b'"title"') == 5
     assert len(shop.worker_pids()) == 2
+    # Each worker imported Django and the shop itself: tens of MB of its own.
+    assert [size > 10 * 2**20 for size in shop.worker_memory()] == [True, True]
     assert shop.url.startswith("http://127.0.0.1:")
     # Several workers on one SQLite file: WAL mode, so readers and a writer don't lock out.
     with sqlite3.connect(lab.database_settings["NAME"]) as db:
@@ -133,6 +135,19 @@ def test_a_load_test_measures_throughput_and_latency(shop: Any) -> None:
     assert result.rps_per_core is not None and result.rps_per_core > result.rps / 2.5
     assert result.summary().startswith("2 sync workers: ")
     assert run_load(shop.url, ["/healthz"], users=1, duration_s=1).server_cpu is None
+
+
+def test_a_load_test_notes_which_worker_holds_each_connection(lab: Any, shop: Any) -> None:
+    sync = run_load(shop, ["/healthz"], users=6, duration_s=2)
+    # A sync worker closes each connection after its answer: it holds one at most.
+    assert sync.worker_connections is not None and len(sync.worker_connections) == 2
+    assert max(sync.worker_connections) <= 1
+    server = lab.serve(workers=2, worker_class="gthread", threads=2)
+    try:
+        kept = run_load(server, ["/healthz"], users=6, duration_s=2)
+    finally:
+        server.stop()
+    assert kept.worker_connections is not None and sum(kept.worker_connections) == 6
 
 
 def test_a_load_test_stops_after_its_request_count(shop: Any) -> None:

@@ -176,9 +176,11 @@ def load_chart(
                             color="#d62728", linestyle="none")
     rps_ax.set_ylabel("requests per second")
     p95_ax.set_ylabel("p95 latency (ms)")
+    ticks = sorted({x for points in series.values() for x, _ in points})
     for ax in (rps_ax, p95_ax):
         _style_curve(ax, xlabel)
         ax.set_ylim(bottom=0)
+        ax.set_xticks(ticks)  # the measured points (1, 2 and 5 workers), not 1.5 workers
     if len(series) > 1:
         rps_ax.legend()
     if title:

@@ -59,6 +59,8 @@ class LoadResult:
     p99_ms: float
     generator_cpu: float  # CPU seconds the generator used per second of the run (1.0 = a core)
     server_cpu: float | None = None  # the same for the server and its workers, when given
+    #: Client connections each worker held midway through the run (a server lab.serve started).
+    worker_connections: tuple[int, ...] | None = None
 
     @property
     def rps_per_core(self) -> float | None:
@@ -111,6 +113,8 @@ class Served(Protocol):
 
     def pids(self) -> list[int]: ...
 
+    def connections(self) -> list[int]: ...
+
 
 def run_load(
     target: str | Served,
@@ -133,6 +137,7 @@ def run_load(
     """
     url = target if isinstance(target, str) else target.url
     server_pids = None if isinstance(target, str) else target.pids
+    server_connections = None if isinstance(target, str) else getattr(target, "connections", None)
     label = label or (url if isinstance(target, str) else target.label)
     _check_loopback(url)
     if users < 1 or duration_s <= 0 or (requests is not None and requests < 1):
@@ -172,6 +177,10 @@ def run_load(
             window["generator"] = _cpu_seconds([process.pid]).get(process.pid, 0.0)
             window["start"] = time.perf_counter()
 
+        def midway() -> None:  # who holds the users' connections, once every user is in
+            if server_connections is not None:
+                window["connections"] = tuple(server_connections())
+
         started = time.perf_counter()
         with (folder / "locust.log").open("wb") as log:
             process = subprocess.Popen(
@@ -181,7 +190,8 @@ def run_load(
         try:
             # wait4 returns the child's own CPU use; the deadline keeps a stuck run bounded.
             _, status, usage = _wait_with_deadline(
-                process, warmup_s + duration_s + 60, folder / "measuring", measuring_began
+                process, warmup_s + duration_s + 60, folder / "measuring", measuring_began,
+                midway=(duration_s / 2, midway),
             )
         except BaseException:
             process.kill()
@@ -205,20 +215,25 @@ def run_load(
                 usage.ru_utime + usage.ru_stime - window.get("generator", 0.0)
             ) / elapsed,
             server_cpu=None if server_used is None else server_used / elapsed,
+            worker_connections=window.get("connections"),
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait_with_deadline(
-    process: subprocess.Popen[bytes], seconds: float, mark: Path, on_mark: Callable[[], None]
+    process: subprocess.Popen[bytes], seconds: float, mark: Path, on_mark: Callable[[], None],
+    *, midway: tuple[float, Callable[[], None]] | None = None,
 ) -> tuple[int, int, Any]:  # os.wait4's rusage (POSIX)
     deadline = time.monotonic() + seconds
-    marked = False
+    marked_at: float | None = None
     while True:
-        if not marked and mark.exists():
-            marked = True
+        if marked_at is None and mark.exists():
+            marked_at = time.monotonic()
             on_mark()
+        if midway and marked_at is not None and time.monotonic() - marked_at >= midway[0]:
+            midway[1]()
+            midway = None
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
@@ -262,7 +277,7 @@ def _cpu_used(before: dict[int, float], pids: list[int]) -> float:
 
 def _result(
     stats: Path, *, label: str, users: int, elapsed: float, generator_cpu: float,
-    server_cpu: float | None = None,
+    server_cpu: float | None = None, worker_connections: tuple[int, ...] | None = None,
 ) -> LoadResult:
     entries = json.loads(stats.read_text())
     count = sum(entry["num_requests"] for entry in entries)
@@ -286,4 +301,5 @@ def _result(
         p99_ms=percentile(histogram, 0.99),
         generator_cpu=generator_cpu,
         server_cpu=server_cpu,
+        worker_connections=worker_connections,
     )

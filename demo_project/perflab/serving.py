@@ -3,8 +3,9 @@
 ``Serving`` is the part of ``perflab.lab.Lab`` that starts processes a lesson talks to over the
 network and measures them: ``serve`` (gunicorn or uvicorn workers, ``perflab.web``),
 ``slow_upstream``, ``smtp_server`` and ``celery_worker`` (``perflab.tasks_worker``), ``load``
-(Locust, ``perflab.load``), ``capacity`` and ``cores`` (``perflab.capacity``). Each server
-runs on the lab's own database copy and stops with the kernel.
+(Locust, ``perflab.load``), ``compare_loads`` (``perflab.load_compare``), ``capacity`` and
+``cores`` (``perflab.capacity``). Each server runs on the lab's own database copy and stops
+with the kernel.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from perflab import services, tasks_worker, web
 from perflab.capacity import available_cores, capacity
 from perflab.errors import ServiceUnavailable
 from perflab.load import run_load
+from perflab.load_compare import compare_loads
 
 __all__ = ["Serving"]
 
@@ -25,6 +27,7 @@ class Serving:
 
     database_settings: dict[str, Any]
     load = staticmethod(run_load)
+    compare_loads = staticmethod(compare_loads)
     capacity = staticmethod(capacity)
     cores = staticmethod(available_cores)
 

@@ -187,6 +187,40 @@ class WebServer(TCPService):
         except psutil.Error:
             return []
 
+    def connections(self) -> list[int]:
+        """Return how many client connections each worker holds open right now.
+
+        A worker that keeps connections alive (gthread, uvicorn) serves every request sent on
+        the connections it accepted; a sync worker holds one at a time.
+        """
+        import psutil
+
+        counts = []
+        for pid in self.worker_pids():
+            try:
+                held = psutil.Process(pid).net_connections(kind="tcp")
+            except psutil.Error:
+                continue
+            counts.append(sum(1 for c in held
+                              if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == self.port))
+        return counts
+
+    def worker_memory(self) -> list[int]:
+        """Return each worker's unique memory in bytes (USS): what one more worker would cost.
+
+        Resident sizes (RSS) count pages shared with other processes once per process; the
+        unique set is what the machine gets back when that worker stops.
+        """
+        import psutil
+
+        sizes = []
+        for pid in self.worker_pids():
+            try:
+                sizes.append(psutil.Process(pid).memory_full_info().uss)
+            except psutil.Error:
+                continue
+        return sizes
+
     def pids(self) -> list[int]:
         """Return gunicorn's master and its workers: what ``lab.load`` counts the CPU of."""
         return [self.pid, *self.worker_pids()] if self.pid is not None else []
