@@ -159,7 +159,7 @@ def test_a_load_test_stops_after_its_request_count(shop: Any) -> None:
 def test_a_quick_run_shortens_the_load_test(shop: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERFLAB_QUICK", "1")
     result = run_load(shop.url, ["/healthz"], users=2, duration_s=60)
-    assert result.duration_s < QUICK_DURATION_S + 10
+    assert result.duration_s < QUICK_DURATION_S + 3
 
 
 def test_a_load_test_never_leaves_this_machine() -> None:

@@ -12,8 +12,9 @@ Locust's percentiles come from its histogram, which rounds response times above 
 the nearest 10 ms (above 1 s, to 100 ms).
 
 The subprocess is tied to the kernel (parent-death signal) and bounded by its run time. Test
-runs (``PERFLAB_QUICK=1``, set by nbval) shorten every run to ``QUICK_DURATION_S``: their
-figures are not read; ``perflab notebooks`` keeps the full durations.
+runs (``PERFLAB_QUICK=1``, set by nbval) shorten every run to ``QUICK_DURATION_S``, without
+warm-up: their figures are not read; ``perflab notebooks`` keeps the full durations. Every run
+lets the users' last requests finish (up to 5 s), so the server is left with no queue.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from perflab.paths import runtime_dir
 
 __all__ = ["QUICK_DURATION_S", "SATURATED", "LoadResult", "percentile", "run_load"]
 
-QUICK_DURATION_S = 2.0
+QUICK_DURATION_S = 1.0
 #: A generator that used this share of its one core or more was the bottleneck.
 SATURATED = 0.9
 _LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -151,14 +152,14 @@ def run_load(
             "(or `make setup`), then restart the kernel."
         )
     if _quick():
-        duration_s = min(duration_s, QUICK_DURATION_S)
-        warmup_s = min(warmup_s, 0.5)
+        duration_s, warmup_s = min(duration_s, QUICK_DURATION_S), 0.0
     prefix, popen_kwargs = accounts.kill_with_parent(signal.SIGTERM, None, strict=strict)
     folder = Path(tempfile.mkdtemp(prefix="load-", dir=runtime_dir()))
     command = [
         *prefix, sys.executable, "-m", "locust", "-f", str(_LOCUSTFILE), "--headless",
         "--host", url.rstrip("/"), "--users", str(users), "--spawn-rate", str(users),
-        "--run-time", f"{max(1, round(warmup_s + duration_s))}s", "--stop-timeout", "5",
+        "--run-time", f"{max(1, round(warmup_s + duration_s))}s",
+        "--stop-timeout", "5",
         "--json-file", str(folder / "load"), "--only-summary", "--loglevel", "WARNING",
         "--skip-log-setup",
     ]
