@@ -13,6 +13,7 @@ REFUSED, BREACH, NOTE (seen, harmless) or FAILED (the test itself could not deci
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import getpass
 import html
@@ -501,7 +502,7 @@ def steal_session_from_toolbar(endpoint: Endpoint) -> tuple[str, str]:
 
 
 def identify(endpoint: Endpoint) -> str | None:
-    """Return which protocol answers: http, redis, memcached or postgresql."""
+    """Return which protocol answers: http, redis, memcached, postgresql or smtp."""
     probes: tuple[tuple[str, bytes, Callable[[bytes], bool]], ...] = (
         ("http", b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", lambda d: d.startswith(b"HTTP/")),
         ("redis", resp_command("PING"), lambda d: d[:1] in (b"+", b"-")),
@@ -509,6 +510,7 @@ def identify(endpoint: Endpoint) -> str | None:
          lambda d: d.startswith((b"VERSION ", b"CLIENT_ERROR", b"SERVER_ERROR"))),
         ("postgresql", pg_startup_packet("postgres", "postgres"),
          lambda d: d[:1] in (b"R", b"E") and len(d) >= 9),
+        ("smtp", b"EHLO attacker\r\n", lambda d: d.startswith(b"220")),
     )
     for name, payload, matches in probes:
         try:
@@ -531,7 +533,7 @@ def attack_endpoint(endpoint: Endpoint, roles: list[str], guesses: list[str],
         return
     protocol = "postgresql" if is_pg_socket else identify(endpoint)
     if protocol is None:
-        report.add(target, "connect, then speak HTTP/Redis/memcached/PostgreSQL", NOTE,
+        report.add(target, "connect, then speak HTTP/Redis/memcached/PostgreSQL/SMTP", NOTE,
                    "accepted the connection, answered none of them")
         return
     target = f"{target} ({protocol})"
@@ -540,6 +542,7 @@ def attack_endpoint(endpoint: Endpoint, roles: list[str], guesses: list[str],
         "memcached": lambda: attack_memcached(endpoint, target, report),
         "redis": lambda: attack_redis(endpoint, target, guesses, report),
         "http": lambda: attack_site(endpoint, target, guesses, report),
+        "smtp": lambda: attack_smtp(endpoint, target, guesses, report),
     }
     attempts[protocol]()
 
@@ -587,6 +590,41 @@ def attack_redis(endpoint: Endpoint, target: str, guesses: list[str], report: Re
         ok = reply.startswith(b"+OK")
         report.add(target, f"AUTH {guess!r}, then PING", BREACH if ok else REFUSED,
                    first_line(reply))
+
+
+def smtp_final_lines(data: bytes) -> list[bytes]:
+    """Return the last line of each SMTP reply in `data` ("250 OK", not "250-SIZE ...")."""
+    return [line for line in data.split(b"\r\n") if line[3:4] == b" "]
+
+
+def smtp_last_reply(endpoint: Endpoint, *commands: str) -> str:
+    """Send `commands` after the greeting on a fresh connection; return the last reply line."""
+    payload = b"".join(command.encode() + b"\r\n" for command in commands)
+    lines = smtp_final_lines(
+        exchange(endpoint, payload, lambda d: len(smtp_final_lines(d)) > len(commands))
+    )
+    return lines[-1].decode(errors="replace")[:80] if len(lines) > len(commands) else ""
+
+
+def attack_smtp(endpoint: Endpoint, target: str, guesses: list[str], report: Report) -> None:
+    """Send mail through A's SMTP server without its password, then guess the password.
+
+    The user name is no secret (perflab's SmtpServer always uses "shop"); the password is.
+    """
+    tries = [("MAIL FROM without logging in", ("EHLO attacker", "MAIL FROM:<b@example.com>"),
+              "250")]
+    for guess in guesses:
+        token = base64.b64encode(f"\0shop\0{guess}".encode()).decode()
+        tries.append((f"AUTH PLAIN 'shop' / {guess!r}", ("EHLO attacker", f"AUTH PLAIN {token}"),
+                      "235"))
+    for tried, commands, success in tries:
+        try:
+            reply = smtp_last_reply(endpoint, *commands)
+        except OSError as exc:
+            report.add(target, tried, REFUSED, f"{type(exc).__name__}: {exc}")
+            continue
+        report.add(target, tried, BREACH if reply.startswith(success) else REFUSED,
+                   reply or "no reply")
 
 
 def attack_site(endpoint: Endpoint, target: str, guesses: list[str], report: Report) -> None:

@@ -118,14 +118,29 @@ def hold_lab(secret: str, controls: Controls) -> list[str]:
 
 
 def serve_lab(lab: Any, controls: Controls) -> list[str]:
-    """Serve A's lab as a load-testing lesson does (gunicorn, a slow upstream); the endpoints."""
+    """Serve A's lab as the serving lessons do; the endpoints.
+
+    Gunicorn and a slow upstream (lesson 08), a mail server that wants a password and a Celery
+    worker on A's Redis socket (the task lessons).
+    """
+    import smtplib
+
     served = lab.serve(workers=2)
     controls.add("served shop (A's lab)", "lab.serve() answers /healthz",
                  http_status(served.url + "/healthz") == 200)
     upstream = lab.slow_upstream(delay_ms=10)
     controls.add("slow upstream (A's)", "lab.slow_upstream() answers /api/",
                  http_status(upstream.url + "/api/x") == 200)
-    return [f"tcp:{served.address}", f"tcp:{upstream.address}"]
+    smtp = lab.smtp_server()
+    with smtplib.SMTP("127.0.0.1", smtp.port, timeout=10) as client:
+        client.login(smtp.user, smtp.password)
+        client.sendmail("shop@example.com", ["a@example.com"], "Subject: A's mail\r\n\r\nA")
+    controls.add("SMTP server (A's)", "A logs in with its password and sends a message",
+                 smtp.count() == 1, f"{smtp.count()} message(s) in the mailbox")
+    worker = lab.celery_worker()
+    controls.add("Celery worker (A's)", "lab.celery_worker() runs on A's Redis socket",
+                 worker is not None and worker.running)
+    return [f"tcp:{served.address}", f"tcp:{upstream.address}", f"tcp:{smtp.address}"]
 
 
 def http_status(url: str) -> int:
