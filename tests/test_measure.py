@@ -232,13 +232,13 @@ def test_cheap_interleaved_candidates_get_more_rounds_within_a_budget(connection
     assert rounds([timed("slow", 900.0, repeat=3), timed("slower", 1200.0, repeat=5)]) == 5
 
 
-def test_a_quick_run_interleaves_the_measurements_own_rounds_only(
+def test_a_quick_run_interleaves_two_rounds_only(
     connection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cheap = [Measurement(c, times_ms=[0.05] * 9, repeat=9, loops=500) for c in "ab"]
     assert compare_module.interleaved_rounds(cheap) > 9
     monkeypatch.setenv("PERFLAB_QUICK", "1")  # what nbval's kernels get (notebooks/conftest.py)
-    assert compare_module.interleaved_rounds(cheap) == 9
+    assert compare_module.interleaved_rounds(cheap) == 2
 
 
 def test_compare_will_not_quietly_skip_a_measurement_it_cannot_interleave(connection: Any) -> None:
@@ -810,3 +810,15 @@ def test_sentences_joined_with_plus_keep_every_record() -> None:
     assert [r["ratios"] for r in joined.records] == [{"fast": 3.0}, {"faster": 6.0}]
     assert str(both) == str(joined)
     assert both.records[0]["ratios"] == {"fast": 3.0, "faster": 6.0}
+
+
+def test_a_quick_run_times_two_rounds_and_interleaves_no_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PERFLAB_QUICK", "1")
+    calls = []
+    slow = measure("slow", lambda: calls.append(1), repeat=9)
+    assert slow.repeat == 2 and len(slow.times_ms) == 2
+    before = len(calls)
+    compare(slow, measure("other", lambda: None), chart=False, interleave=True)
+    assert (len(calls) - before) / slow.loops == 2  # two interleaved rounds of its loops

@@ -8,7 +8,6 @@ its ratios (with a tolerance) in its output's metadata, for ``perflab verify``.
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -24,7 +23,7 @@ from perflab.formatting import (
     plural,
     safe_ratio,
 )
-from perflab.measure import Measurement, clock, results, timed_rounds
+from perflab.measure import QUICK_REPEAT, Measurement, clock, quick, results, timed_rounds
 from perflab.schema import current as current_schema
 from perflab.schema import restore as restore_schema
 
@@ -41,10 +40,6 @@ __all__ = ["TOLERANCE", "Comparison", "ComparisonRow", "Sentence", "compare"]
 INTERLEAVE_BUDGET_MS = 1500.0
 MAX_ROUNDS_FACTOR = 4
 
-#: Set (to 1) by nbval's run of the lessons, notebooks/conftest.py: nobody reads a timing
-#: there, so an interleaved comparison runs the measurements' own rounds and no more.
-#: ``perflab notebooks`` and ``perflab verify``, whose timings are kept, never run quick.
-QUICK_ENV = "PERFLAB_QUICK"
 
 #: How far a ratio may drift between two runs of a lesson before `perflab verify` calls it out.
 TOLERANCE = 0.30
@@ -346,11 +341,11 @@ def interleaved_rounds(measurements: Sequence[Measurement]) -> int:
     One round runs every candidate once (its ``loops`` calls), which costs about the sum of
     their best rounds; as many rounds as fit in ``INTERLEAVE_BUDGET_MS`` per candidate, at
     least the measurements' own repeat and at most ``MAX_ROUNDS_FACTOR`` times it; just
-    their repeat when ``PERFLAB_QUICK=1`` (a test run, whose timings nobody reads).
+    ``QUICK_REPEAT`` when ``PERFLAB_QUICK=1`` (a test run, whose timings nobody reads).
     """
     repeat = max(m.repeat for m in measurements)
-    if os.environ.get(QUICK_ENV) == "1":
-        return repeat
+    if quick():
+        return min(repeat, QUICK_REPEAT)
     round_ms = sum(m.loops * m.best_ms for m in measurements if m.times_ms)
     if not round_ms or round_ms != round_ms:  # nothing timed yet, or NaN
         return repeat
