@@ -49,17 +49,9 @@ __all__ = [
 
 DEFAULT_REPEAT = 9
 DEFAULT_WARMUP = 1
-#: Set (to 1) by nbval's run of the lessons, notebooks/conftest.py: nobody reads a timing
-#: there, so a measurement times QUICK_REPEAT rounds (two: an interleaved comparison can still
-#: re-time it) and an interleaved comparison no more. ``perflab notebooks`` and ``perflab
-#: verify``, whose timings are kept, never run quick.
-QUICK_ENV = "PERFLAB_QUICK"
-QUICK_REPEAT = 2
-
-
-def quick() -> bool:
-    """Return True in a test run whose timings nobody reads (``PERFLAB_QUICK=1``)."""
-    return os.environ.get(QUICK_ENV) == "1"
+#: Set to 1 by nbval (notebooks/conftest.py), whose runs read no timing: a measurement times
+#: two rounds (so it can still be interleaved), never more; ``perflab notebooks``/``verify`` don't.
+QUICK_ENV, QUICK_REPEAT = "PERFLAB_QUICK", 2
 #: A timed round lasts at least this long: a faster call is looped within the round (timeit's
 #: autorange), so the clock's resolution and one-off hiccups stop mattering.
 MIN_ROUND_MS = 25.0
@@ -335,6 +327,11 @@ def measure(
         func=func,
         schema=current_schema(using),
     )
+
+
+def quick() -> bool:
+    """Return True in a test run whose timings nobody reads (``PERFLAB_QUICK=1``)."""
+    return os.environ.get(QUICK_ENV) == "1"
 
 
 def clock(timer: str) -> Callable[[], float]:
