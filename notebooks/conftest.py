@@ -17,9 +17,9 @@ peak is in this process's RUSAGE_CHILDREN (the largest peak of any child so far,
 lesson to go over is the one that fails).
 
 Timing: nothing here reads a timing (checked cells print counts, plans and shapes), so the
-kernels run with PERFLAB_QUICK=1: an interleaved comparison re-times its candidates in their
-own rounds, without the extra rounds `perflab notebooks` and `perflab verify` give cheap ones.
-PERFLAB_QUICK=0 keeps the full method.
+kernels run with PERFLAB_QUICK=1: a measurement times two rounds and an interleaved comparison
+no more, and a load test runs one second (`perflab notebooks` and `perflab verify`, whose
+timings are kept, use the full method). PERFLAB_QUICK=0 keeps the full method.
 """
 
 from __future__ import annotations
