@@ -30,7 +30,10 @@ from perflab.schema import restore as restore_schema
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["TOLERANCE", "Comparison", "ComparisonRow", "Sentence", "compare"]
+__all__ = [
+    "TOLERANCE", "Comparison", "ComparisonRow", "Sentence", "compare", "html_table", "labelled",
+    "ratio_record", "text_table",
+]
 
 #: An interleaved comparison of cheap candidates runs more rounds, as pyperf runs more
 #: values: as many as fit in this many ms of timing per candidate, up to MAX_ROUNDS_FACTOR
@@ -95,12 +98,8 @@ class Comparison:
         ]
 
     def _find(self, which: str | Measurement) -> Measurement:
-        if isinstance(which, Measurement):
-            return which
-        for m in self.measurements:
-            if m.label == which:
-                return m
-        raise UnknownChoice("measurement", which, [m.label for m in self.measurements])
+        return which if isinstance(which, Measurement) else labelled(
+            self.measurements, which, "measurement")
 
     def speedup(self, which: str | Measurement) -> float:
         """Return baseline best / this best: above 1 is faster, below 1 is slower.
@@ -116,12 +115,8 @@ class Comparison:
         chosen = [self._find(w) for w in which] or [
             m for m in self.measurements if m is not self.baseline
         ]
-        return {
-            "comparison": self.title or " vs ".join(m.label for m in self.measurements),
-            "baseline": self.baseline.label,
-            "ratios": {m.label: round(self.speedup(m), 4) for m in chosen},
-            "tolerance": self.tolerance,
-        }
+        return ratio_record(self.title, self.measurements, self.baseline,
+                            {m.label: self.speedup(m) for m in chosen}, self.tolerance)
 
     def sentence(self, which: str | Measurement) -> Sentence:
         """Return a sentence comparing ``which`` to the baseline; it displays as Markdown."""
@@ -153,13 +148,14 @@ class Comparison:
     def _has_memory(self) -> bool:
         return any(m.peak_bytes is not None for m in self.measurements)
 
-    def __str__(self) -> str:
+    def table(self) -> list[tuple[str, ...]]:
+        """Return the table as text cells, the header first."""
         header: tuple[str, ...] = (
             "label", "queries", "best ms", "median ms", "slowest ms", "vs baseline"
         )
         if self._has_memory:
             header += ("peak memory",)
-        table = [header] + [
+        return [header] + [
             (
                 r.label,
                 str(r.query_count),
@@ -171,15 +167,9 @@ class Comparison:
             + ((format_bytes(r.peak_bytes),) if self._has_memory else ())
             for r in self.rows
         ]
-        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-        lines = [self.title] if self.title else []
-        for line in table:
-            cells = [
-                cell.ljust(width) if i == 0 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-            ]
-            lines.append("  ".join(cells).rstrip())
-        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return text_table(self.title, self.table())
 
     def __repr__(self) -> str:
         return f"<Comparison of {', '.join(repr(m.label) for m in self.measurements)}>"
@@ -193,23 +183,51 @@ class Comparison:
         )
 
     def _repr_html_(self) -> str:
-        e = html.escape
-        caption = f"<caption>{e(self.title)}</caption>" if self.title else ""
-        memory = self._has_memory
-        body = "".join(
-            f"<tr><td>{e(r.label)}</td><td>{r.query_count}</td><td>{format_ms(r.best_ms)}</td>"
-            f"<td>{format_ms(r.median_ms)}</td><td>{format_ms(r.max_ms)}</td><td>{e(_speedup_cell(r))}</td>"
-            + (f"<td>{format_bytes(r.peak_bytes)}</td>" if memory else "")
-            + "</tr>"
-            for r in self.rows
-        )
-        return (
-            f"<table class='perflab-comparison'>{caption}<thead><tr><th>label</th>"
-            "<th>queries</th><th>best ms</th><th>median ms</th><th>slowest ms</th>"
-            "<th>vs baseline</th>"
-            + ("<th>peak memory</th>" if memory else "")
-            + f"</tr></thead><tbody>{body}</tbody></table>"
-        )
+        return html_table(self.title, self.table())
+
+
+def labelled(items: Sequence[Any], label: str, kind: str) -> Any:
+    """Return the item of ``items`` (measurements, load results) whose ``label`` is ``label``."""
+    for item in items:
+        if item.label == label:
+            return item
+    raise UnknownChoice(kind, label, [item.label for item in items])
+
+
+def ratio_record(title: str | None, items: Sequence[Any], baseline: Any,
+                 ratios: dict[str, float], tolerance: float) -> dict[str, Any]:
+    """Return ratios against ``baseline`` as ``perflab verify`` reads them from an output."""
+    return {
+        "comparison": title or " vs ".join(item.label for item in items),
+        "baseline": baseline.label,
+        "ratios": {label: round(ratio, 4) for label, ratio in ratios.items()},
+        "tolerance": tolerance,
+    }
+
+
+def text_table(title: str | None, table: list[tuple[str, ...]]) -> str:
+    """Return text cells (the header first) as aligned plain text: labels left, figures right."""
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = [title] if title else []
+    for line in table:
+        cells = [
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def html_table(title: str | None, table: list[tuple[str, ...]]) -> str:
+    """Return text cells (the header first) as the HTML table a notebook shows."""
+    e = html.escape
+    header, *body = table
+    caption = f"<caption>{e(title)}</caption>" if title else ""
+    head = "".join(f"<th>{e(cell)}</th>" for cell in header)
+    rows = "".join("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>"
+                   for row in body)
+    return (f"<table class='perflab-comparison'>{caption}<thead><tr>{head}</tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
 
 
 class Sentence(str):

@@ -10,13 +10,12 @@ marks it and its ratio is not recorded.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from perflab.compare import TOLERANCE, Sentence
-from perflab.errors import PerflabError, UnknownChoice
+from perflab.compare import TOLERANCE, Sentence, html_table, labelled, ratio_record, text_table
+from perflab.errors import PerflabError
 from perflab.formatting import describe_ratio, format_ratio, safe_ratio
 from perflab.load import LoadResult
 
@@ -37,12 +36,8 @@ class LoadComparison:
 
     def find(self, which: str | LoadResult) -> LoadResult:
         """Return the result labelled ``which`` (or ``which`` itself)."""
-        if isinstance(which, LoadResult):
-            return which
-        for result in self.results:
-            if result.label == which:
-                return result
-        raise UnknownChoice("load result", which, [r.label for r in self.results])
+        return which if isinstance(which, LoadResult) else labelled(
+            self.results, which, "load result")
 
     def ratio(self, which: str | LoadResult) -> float:
         """Return this result's requests per second over the baseline's: above 1 serves more."""
@@ -53,12 +48,8 @@ class LoadComparison:
         chosen = [self.find(w) for w in which] or [
             r for r in self.results if r is not self.baseline and r.label not in self.unsteady
         ]
-        return {
-            "comparison": self.title or " vs ".join(r.label for r in self.results),
-            "baseline": self.baseline.label,
-            "ratios": {r.label: round(self.ratio(r), 4) for r in chosen},
-            "tolerance": self.tolerance,
-        }
+        return ratio_record(self.title, self.results, self.baseline,
+                            {r.label: self.ratio(r) for r in chosen}, self.tolerance)
 
     def sentence(self, which: str | LoadResult) -> Sentence:
         """Return a sentence on ``which``'s throughput against the baseline's (Markdown)."""
@@ -92,26 +83,10 @@ class LoadComparison:
         return rows
 
     def __str__(self) -> str:
-        rows = self.rows()
-        widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
-        lines = [self.title] if self.title else []
-        for row in rows:
-            lines.append("  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip())
-        return "\n".join(lines)
+        return text_table(self.title, self.rows())
 
     def _repr_html_(self) -> str:
-        e = html.escape
-        header, *body = self.rows()
-        caption = f"<caption>{e(self.title)}</caption>" if self.title else ""
-        head = "".join(f"<th>{e(cell)}</th>" for cell in header)
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>" for row in body
-        )
-        return (f"<table class='perflab-comparison'>{caption}<thead><tr>{head}</tr></thead>"
-                f"<tbody>{rows}</tbody></table>")
+        return html_table(self.title, self.rows())
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None
