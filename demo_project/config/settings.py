@@ -258,6 +258,10 @@ STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=REPO_ROOT / "var" / "static
 # The carrier's API that the delivery-quote pages wait for (lesson 08 serves a slow stand-in).
 CARRIER_API_URL = env.str("CARRIER_API_URL", default="")
 
+# The payment provider signs each webhook call with this shared secret (shop/webhooks.py); with
+# no secret set, the webhooks refuse every call.
+PAYMENT_WEBHOOK_SECRET = env.str("PAYMENT_WEBHOOK_SECRET", default="")
+
 # Mail: Django's SMTP backend (a lesson starts a local SMTP server that asks for a password).
 # Django 6.1 configures it in MAILERS and deprecates the EMAIL_* settings that 5.2 reads.
 _SMTP = {

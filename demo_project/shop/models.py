@@ -81,6 +81,9 @@ class Order(models.Model):
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CART)
     created = models.DateTimeField()
+    # When the confirmation mail went out: the task that sends it claims the order here first,
+    # so a task that runs twice (a retry, a redelivery) sends one mail (lesson 09).
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Order #{self.pk}"
