@@ -82,11 +82,75 @@ def test_a_queued_task_runs_in_the_worker_and_sends_the_mail(
         assert smtp.messages()[-1]["Subject"] == f"Your order #{order_id}"
         pids = [worker.pid, *(c.pid for c in psutil.Process(worker.pid).children())]
     finally:
-        from config.celery import app
-
         worker.stop()
-        app.conf.task_always_eager = True  # the other tests' kernel runs tasks in place again
+        lab.tasks_in_place()  # the other tests' kernel runs tasks in place again
     assert gone(pids)
+
+
+def test_a_relay_that_is_down_refuses_then_comes_back_on_its_port(lab: Any) -> None:
+    from django.core.mail import send_mail
+
+    relay = lab.smtp_server()
+    try:
+        with override_settings(**relay.settings):
+            send_mail("One", "Body", "shop@example.com", ["a@example.com"])
+            port = relay.port
+            with relay.down(), pytest.raises(ConnectionRefusedError):
+                send_mail("Two", "Body", "shop@example.com", ["a@example.com"])
+            send_mail("Three", "Body", "shop@example.com", ["a@example.com"])
+        assert relay.port == port and relay.count() == 2 and relay.started() == 2
+        assert [m["Subject"] for m in relay.messages()] == ["One", "Three"]
+    finally:
+        relay.stop()
+
+
+ACKS_LATE = {
+    "CELERY_TASK_ACKS_LATE": True,
+    "CELERY_BROKER_TRANSPORT_OPTIONS": {
+        "visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
+    },
+}
+
+
+@needs_redis
+def test_a_task_on_a_killed_worker_comes_back_with_late_acks(lab: Any, gone: Any) -> None:
+    from shop.mail import send_order_confirmation_task
+    from shop.models import Order
+
+    relay = lab.smtp_server(delay_ms=1500)
+    worker = lab.celery_worker(settings={**relay.settings, **ACKS_LATE})
+    try:
+        order_id = Order.objects.order_by("id").values_list("id", flat=True).first()
+        Order.objects.filter(pk=order_id).update(confirmation_sent_at=None)
+        result = send_order_confirmation_task.delay(order_id)
+        assert _wait_for(lambda: relay.started() == 1)  # mid-task
+        pids = [worker.pid, *worker.pool_pids()]
+        worker.kill()
+        assert gone(pids) and not worker.running and worker.queued() == 0
+        worker.start()  # a new worker gets the message once its visibility timeout is up
+        assert result.get(timeout=20) == 1
+        assert relay.count() == 1 and relay.started() == 2
+    finally:
+        worker.stop()
+        relay.stop()
+        lab.tasks_in_place()
+
+
+@needs_redis
+def test_the_queue_length_counts_tasks_no_worker_has_taken(lab: Any) -> None:
+    from config.celery import app
+    from shop.mail import send_order_confirmation_task
+
+    worker = lab.celery_worker(concurrency=1)
+    try:
+        worker.stop()
+        app.control.purge()
+        for order_id in (1, 2, 3):
+            send_order_confirmation_task.delay(order_id)
+        assert worker.queued() == 3
+        assert app.control.purge() == 3 and worker.queued() == 0
+    finally:
+        lab.tasks_in_place()
 
 
 CHILD = """
@@ -119,3 +183,5 @@ def test_the_broker_must_be_the_learners_socket() -> None:
         CeleryWorker("redis://127.0.0.1:6379/0")
     with pytest.raises(UnknownChoice, match="'prefork', 'threads', 'solo'"):
         CeleryWorker("redis+socket:///x.sock", pool="gevent")
+    with pytest.raises(PerflabError, match="Only a prefork pool"):
+        CeleryWorker("redis+socket:///x.sock", pool="threads").kill(pool_only=True)

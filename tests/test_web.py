@@ -162,6 +162,38 @@ def test_a_quick_run_shortens_the_load_test(shop: Any, monkeypatch: pytest.Monke
     assert result.duration_s < QUICK_DURATION_S + 3
 
 
+def test_a_webhook_load_signs_each_call_and_uses_each_id_once(lab: Any) -> None:
+    from shop.models import Order
+
+    ids = list(Order.objects.order_by("id").values_list("id", flat=True)[:40])
+    Order.objects.filter(pk__in=ids).update(status=Order.Status.CART)
+    relay = lab.smtp_server()
+    server = lab.serve(settings={**relay.settings, "PAYMENT_WEBHOOK_SECRET": "s3cret"})
+    try:
+        result = run_load(server, ["/webhooks/paid/{id}/"], users=2, duration_s=30,
+                          method="POST", ids=ids, secret="s3cret", warmup_s=0)
+        unsigned = run_load(server, ["/webhooks/paid/{id}/"], users=1, duration_s=1,
+                            method="POST", ids=ids, warmup_s=0)
+        mails = relay.count()
+    finally:
+        server.stop()
+        relay.stop()
+    # Each id once: the run ended when they ran out, long before its 30 s; every order paid.
+    assert mails == len(ids) and result.failures == 0
+    assert result.requests <= len(ids) and result.duration_s < 20
+    assert not Order.objects.filter(pk__in=ids, status=Order.Status.CART).exists()
+    assert unsigned.failures == unsigned.requests  # 403 without the signature
+
+
+def test_ids_go_with_a_path_that_has_a_place_for_them(shop: Any) -> None:
+    with pytest.raises(PerflabError, match="Give ids for a path with"):
+        run_load(shop, ["/webhooks/paid/{id}/"], users=1, duration_s=1)
+    with pytest.raises(PerflabError, match="Give ids for a path with"):
+        run_load(shop, ["/healthz"], users=1, duration_s=1, ids=[1, 2])
+    with pytest.raises(PerflabError, match="method must be"):
+        run_load(shop, ["/healthz"], users=1, duration_s=1, method="PUT")
+
+
 def test_a_load_test_never_leaves_this_machine() -> None:
     with pytest.raises(PerflabError, match="only loads a server on this machine"):
         run_load("http://example.com/", users=1, duration_s=1)

@@ -21,6 +21,14 @@ import django  # noqa: E402  (after the overrides: Django reads the settings onc
 
 django.setup()
 
+from django.db import connections  # noqa: E402
+
+# Open each database once now: a SQLite file is switched to WAL here (perflab.served), before
+# a task reads it while another process is writing, which WAL allows and the default forbids.
+for connection in connections.all():
+    connection.ensure_connection()
+    connection.close()
+
 from config.celery import app  # noqa: E402
 
 __all__ = ["app"]

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -126,6 +126,9 @@ def run_load(
     requests: int | None = None,
     warmup_s: float = 1.0,
     label: str | None = None,
+    method: str = "GET",
+    ids: Sequence[int] = (),
+    secret: str | None = None,
     strict: bool = False,
 ) -> LoadResult:
     """Run Locust headless against ``target`` and return what it measured.
@@ -135,6 +138,10 @@ def run_load(
     without pause, for ``duration_s`` seconds or until ``requests`` have been sent, whichever
     comes first, after ``warmup_s`` seconds of the same load that are not counted (fresh
     workers are slow on their first requests).
+
+    For a webhook: ``method="POST"``; ``ids`` fill the ``{id}`` in a path, each once (warm-up
+    included; the run ends early if they run out), and ``secret`` signs each path as the
+    payment provider does.
     """
     url = target if isinstance(target, str) else target.url
     server_pids = None if isinstance(target, str) else target.pids
@@ -146,6 +153,10 @@ def run_load(
             f"users and requests must be 1 or more and duration_s above 0 "
             f"(got users={users}, duration_s={duration_s}, requests={requests})."
         )
+    if method not in ("GET", "POST"):
+        raise PerflabError(f"method must be 'GET' or 'POST' (got {method!r}).")
+    if any("{id}" in path for path in paths) != bool(ids):
+        raise PerflabError("Give ids for a path with {id} in it (and only then).")
     if shutil.which("locust", path=str(Path(sys.executable).parent)) is None:
         raise ServiceUnavailable(
             "Locust is not installed in this Python: .venv/bin/pip install -r requirements.txt "
@@ -169,6 +180,9 @@ def run_load(
         "PERFLAB_LOAD_REQUESTS": str(requests or 0),
         "PERFLAB_LOAD_WARMUP_S": str(max(0.0, warmup_s)),
         "PERFLAB_LOAD_MARK": str(folder / "measuring"),
+        "PERFLAB_LOAD_METHOD": method,
+        "PERFLAB_LOAD_IDS": json.dumps(list(ids)),
+        "PERFLAB_LOAD_SECRET": secret or "",  # the environment: only this user can read it
     }
     try:
         window: dict[str, Any] = {}

@@ -9,6 +9,10 @@ templates, open connections and fill caches on their first requests), ``PERFLAB_
 window) and ``PERFLAB_LOAD_REQUESTS`` (stop after that many measured requests; 0 for no
 limit, the run time then decides). Each user sends its next request as soon as the last one
 is answered: a closed loop that finds the server's throughput.
+
+A webhook's load: ``PERFLAB_LOAD_METHOD`` (``POST``), ``PERFLAB_LOAD_IDS`` (a JSON list of ids:
+a path's ``{id}`` takes the next one, each once: the run ends when they run out) and
+``PERFLAB_LOAD_SECRET`` (sign each path as the payment provider does, ``shop.signatures``).
 """
 
 from __future__ import annotations
@@ -23,10 +27,15 @@ import gevent
 from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 
+from shop import signatures
+
 PATHS: list[str] = json.loads(os.environ.get("PERFLAB_LOAD_PATHS") or '["/"]')
 LIMIT = int(os.environ.get("PERFLAB_LOAD_REQUESTS") or 0)
 WARMUP_S = float(os.environ.get("PERFLAB_LOAD_WARMUP_S") or 0)
 MARK = os.environ.get("PERFLAB_LOAD_MARK")
+METHOD = os.environ.get("PERFLAB_LOAD_METHOD") or "GET"
+IDS: list[int] = json.loads(os.environ.get("PERFLAB_LOAD_IDS") or "[]")
+SECRET = os.environ.get("PERFLAB_LOAD_SECRET") or ""
 _turns = itertools.count()
 _measured = itertools.count()
 _measuring = False
@@ -53,10 +62,14 @@ class Visitor(FastHttpUser):
     def visit(self) -> None:
         turn = next(_turns)
         measured = next(_measured) if _measuring else -1
-        if LIMIT and measured >= LIMIT:
-            if measured == LIMIT:  # the first user past the limit ends the run for all
+        if (LIMIT and measured >= LIMIT) or (IDS and turn >= len(IDS)):
+            # The first user past the limit (or the last id) ends the run for all.
+            if (LIMIT and measured == LIMIT) or (IDS and turn == len(IDS)):
                 # From a greenlet of its own: quit() stops every user, this one included.
                 gevent.spawn(self.environment.runner.quit)
             raise StopUser
-        path = PATHS[turn % len(PATHS)]
-        self.client.get(path, name=path)
+        path = name = PATHS[turn % len(PATHS)]
+        if IDS:
+            path = path.replace("{id}", str(IDS[turn]))
+        headers = {signatures.HEADER: signatures.sign(SECRET, path)} if SECRET else None
+        self.client.request(METHOD, path, name=name, headers=headers)

@@ -104,11 +104,13 @@ class Serving:
             strict=self._strict(strict),
         ), strict)
         if worker is not None:
-            from config.celery import app
-
-            app.conf.broker_url = broker
-            app.conf.task_always_eager = False
+            _queue_to(broker)
         return worker
+
+    @staticmethod
+    def tasks_in_place() -> None:
+        """Run Celery tasks in this kernel again, as without a broker (eager mode)."""
+        _queue_to(None)
 
     @staticmethod
     def _strict(strict: bool | None) -> bool:
@@ -123,3 +125,14 @@ class Serving:
                 raise
             print(f"⚠️  {exc}")
             return None
+
+
+def _queue_to(broker: str | None) -> None:
+    """Point this kernel's Celery app at ``broker`` (results there too), or run tasks in place."""
+    from config.celery import app
+
+    app.conf.update(broker_url=broker or "", result_backend=broker,
+                    task_always_eager=broker is None)
+    # Celery keeps the result backend it made on first use; the next use makes the new one.
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)

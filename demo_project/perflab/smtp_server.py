@@ -1,8 +1,8 @@
 """A local SMTP server that asks for a password and takes its time: the shop's slow mail relay.
 
-``python -m perflab.smtp_server --port P --delay-ms D --mailbox DIR`` (aiosmtpd) accepts a
-message ``delay_ms`` after the client sends it, as a busy relay or a third-party mail API
-would, and keeps it as a file in the mailbox folder (the first ``KEEP`` of them; later ones
+``python -m perflab.smtp_server --port P --delay-ms D --mailbox DIR`` (aiosmtpd) takes
+``delay_ms`` to accept each recipient, as a busy relay or a third-party mail API would, and
+keeps each message as a file in the mailbox folder (the first ``KEEP`` of them; later ones
 are counted, not kept). It listens on 127.0.0.1 (Django's SMTP backend has no Unix socket
 support) and refuses mail from anyone who has not logged in with the user and password in
 ``PERFLAB_SMTP_USER`` / ``PERFLAB_SMTP_PASSWORD`` (the environment, not the command line,
@@ -26,20 +26,38 @@ KEEP = 5000
 
 
 class SlowMailbox:
-    """aiosmtpd handler: wait, then keep the message in the mailbox folder."""
+    """aiosmtpd handler: wait before taking each recipient, then keep the message in the mailbox."""
 
     def __init__(self, delay_s: float, folder: Path) -> None:
         self.delay_s = delay_s
         self.folder = folder
-        self.numbers = itertools.count(1)
+        # A restarted server (after an outage) goes on counting where the last one stopped.
+        self.numbers = itertools.count(_read_count(folder / "count") + 1)
+        self.started = itertools.count(_read_count(folder / "started") + 1)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        # The wait comes before the message is sent, as at a relay that checks each recipient:
+        # a client that gives up (or dies) meanwhile has sent nothing.
+        (self.folder / "started").write_text(str(next(self.started)))
+        await asyncio.sleep(self.delay_s)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(self.delay_s)
         number = next(self.numbers)
         if number <= KEEP:
             (self.folder / f"{number:06d}.eml").write_bytes(envelope.original_content)
         (self.folder / "count").write_text(str(number))
         return "250 Message accepted for delivery"
+
+
+def _read_count(path: Path) -> int:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def _authenticator(user: str, password: str) -> Any:

@@ -16,14 +16,19 @@ parent-death signal, reaped after a killed kernel. A prefork worker's children l
 
 from __future__ import annotations
 
+import contextlib
 import email
 import json
+import os
 import secrets
+import signal
 import smtplib
+from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import psutil
 from mirakuru import PidExecutor
 
 from perflab.errors import PerflabError
@@ -77,10 +82,26 @@ class SmtpServer(DelayedService):
             "EMAIL_USE_TLS": False,
         }
 
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """Stop the server for the block, then start it again on its port: a relay's outage."""
+        self._stop(keep_folder=True)  # the mailbox stays
+        try:
+            yield
+        finally:
+            self.start()
+
     def count(self) -> int:
         """Return how many messages the server has accepted."""
         try:
             return int((self.mailbox / "count").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def started(self) -> int:
+        """Return how many messages clients have begun to send (the slow part included)."""
+        try:
+            return int((self.mailbox / "started").read_text())
         except (OSError, ValueError):
             return 0
 
@@ -141,12 +162,18 @@ class CeleryWorker(InThisPython, Service):
         self.broker_url = broker_url
         self.concurrency = concurrency
         self.pool = pool
-        self.settings = {**(settings or {}), "CELERY_BROKER_URL": broker_url,
-                         "CELERY_TASK_ALWAYS_EAGER": False}
+        # The results go to the same Redis: result.get() and result.state in the kernel.
+        self.settings = {**(settings or {}), **self.client_settings}
 
     @property
     def address(self) -> str:
         return self.broker_url
+
+    @property
+    def client_settings(self) -> dict[str, Any]:
+        """Return the Django settings with which a served shop queues its tasks for this worker."""
+        return {"CELERY_BROKER_URL": self.broker_url, "CELERY_RESULT_BACKEND": self.broker_url,
+                "CELERY_TASK_ALWAYS_EAGER": False}
 
     @property
     def ready_file(self) -> Path:
@@ -155,6 +182,38 @@ class CeleryWorker(InThisPython, Service):
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.running else "stopped"
         return f"<CeleryWorker {self.pool} x {self.concurrency} on {self.broker_url}, {state}>"
+
+    def queued(self, queue: str = "celery") -> int:
+        """Return how many tasks wait in the broker's queue, not yet taken by a worker."""
+        import redis
+
+        client = redis.Redis(unix_socket_path=self.broker_url.removeprefix("redis+socket://"))
+        try:
+            return int(client.llen(queue))
+        finally:
+            client.close()
+
+    def pool_pids(self) -> list[int]:
+        """Return the pids of the processes that run the tasks (prefork's children)."""
+        if not self.running:
+            return []
+        return [child.pid for child in psutil.Process(self.pid).children()]
+
+    def kill(self, *, pool_only: bool = False) -> None:
+        """Kill the worker with SIGKILL mid-work, as a crash or the OOM killer would.
+
+        ``pool_only`` kills the pool's processes and leaves the main process, which notices and
+        starts new ones; otherwise the whole worker goes, and ``start()`` brings it back.
+        """
+        if pool_only and self.pool != "prefork":
+            raise PerflabError(f"Only a prefork pool has processes of its own, not {self.pool}.")
+        victims = self.pool_pids() if pool_only else [*self.pool_pids(), *filter(None, [self.pid])]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        psutil.wait_procs([p for p in map(_process, victims) if p is not None], timeout=10)
+        if not pool_only:
+            self._stop(keep_folder=True)  # forget the dead process; start() runs a new one
 
     def _command(self) -> list[str]:
         return [
@@ -179,6 +238,13 @@ class CeleryWorker(InThisPython, Service):
 
     def _make_executor(self, command: list[str], **kwargs: Any) -> PidExecutor:
         return _ReadyFileExecutor(command, filename=str(self.ready_file), **kwargs)
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
 
 
 class _ReadyFileExecutor(ReadyCheck, PidExecutor):
