@@ -16,6 +16,8 @@ import argparse
 import base64
 import contextlib
 import getpass
+import hashlib
+import hmac
 import html
 import http.client
 import ipaddress
@@ -403,6 +405,7 @@ def http_request(
     *,
     cookies: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """Send one request (no redirects followed) and return status, Location, body and cookies."""
     if endpoint.kind == "tcp":
@@ -413,7 +416,7 @@ def http_request(
     else:
         conn = UnixHTTPConnection(endpoint.path)
         host = "localhost"
-    headers = {"Host": host}
+    headers = {"Host": host, **(headers or {})}
     if cookies:
         headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
     body = None
@@ -658,6 +661,22 @@ def attack_site(endpoint: Endpoint, target: str, guesses: list[str], report: Rep
     for username, password in [("admin", guess) for guess in guesses]:
         attempt(f"log into /admin/ as {username} / {password}",
                 lambda u=username, p=password: admin_login(endpoint, u, p))
+    for secret in ["", *guesses]:
+        attempt(f"POST the payment webhook for order 1 signed with {secret!r}",
+                lambda secret=secret: webhook_verdict(endpoint, secret))
+
+
+def webhook_verdict(endpoint: Endpoint, secret: str) -> tuple[str, str]:
+    """Tell A's shop that order 1 is paid, as the payment provider would, with a guessed key."""
+    path = "/webhooks/paid/1/"
+    signature = hmac.new(secret.encode(), path.encode(), hashlib.sha256).hexdigest()
+    headers = {"X-Shop-Signature": signature} if secret else {}
+    answer = http_request(endpoint, "POST", path, headers=headers)
+    if answer.status == 200:
+        return BREACH, "the shop took the call: order 1 is paid and its customer mailed"
+    if answer.status in (403, 404, 405):
+        return REFUSED, f"status {answer.status}"
+    return NOTE, f"status {answer.status}"
 
 
 # --- files and processes ------------------------------------------------------------------------

@@ -123,30 +123,39 @@ def serve_lab(lab: Any, controls: Controls) -> list[str]:
     Gunicorn and a slow upstream (lesson 08), a mail server that wants a password and a Celery
     worker on A's Redis socket (the task lessons).
     """
+    import secrets
     import smtplib
 
-    served = lab.serve(workers=2)
-    controls.add("served shop (A's lab)", "lab.serve() answers /healthz",
-                 http_status(served.url + "/healthz") == 200)
-    upstream = lab.slow_upstream(delay_ms=10)
-    controls.add("slow upstream (A's)", "lab.slow_upstream() answers /api/",
-                 http_status(upstream.url + "/api/x") == 200)
+    from shop import signatures
+
     smtp = lab.smtp_server()
     with smtplib.SMTP("127.0.0.1", smtp.port, timeout=10) as client:
         client.login(smtp.user, smtp.password)
         client.sendmail("shop@example.com", ["a@example.com"], "Subject: A's mail\r\n\r\nA")
     controls.add("SMTP server (A's)", "A logs in with its password and sends a message",
                  smtp.count() == 1, f"{smtp.count()} message(s) in the mailbox")
+    secret = secrets.token_urlsafe(16)  # as lesson 09 serves its payment webhook
+    served = lab.serve(workers=2, settings={**smtp.settings, "PAYMENT_WEBHOOK_SECRET": secret})
+    controls.add("served shop (A's lab)", "lab.serve() answers /healthz",
+                 http_status(served.url + "/healthz") == 200)
+    path = "/webhooks/paid/2/"  # order 2: the attacker tries order 1
+    controls.add("payment webhook (A's shop)", "A's signed call is taken",
+                 http_status(served.url + path, method="POST", headers={
+                     signatures.HEADER: signatures.sign(secret, path)}) == 200)
+    upstream = lab.slow_upstream(delay_ms=10)
+    controls.add("slow upstream (A's)", "lab.slow_upstream() answers /api/",
+                 http_status(upstream.url + "/api/x") == 200)
     worker = lab.celery_worker()
     controls.add("Celery worker (A's)", "lab.celery_worker() runs on A's Redis socket",
                  worker is not None and worker.running)
     return [f"tcp:{served.address}", f"tcp:{upstream.address}", f"tcp:{smtp.address}"]
 
 
-def http_status(url: str) -> int:
+def http_status(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> int:
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=10) as response:
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return int(response.status)
 
 
