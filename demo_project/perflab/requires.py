@@ -21,7 +21,8 @@ __all__ = ["requirement_met"]
 VENDORS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 #: Servers a cell can ask for: met where perflab can start one (its binary is installed).
 #: ``postgres`` is the server (for ``with lab.using("postgres")``); ``postgresql`` the lab's vendor.
-SERVERS = ("memcached", "redis", "postgres")
+#: ``nginx`` is the edge ``lab.edge_cache`` starts.
+SERVERS = ("memcached", "redis", "postgres", "nginx")
 
 
 def requirement_met(spec: str) -> tuple[bool, str]:

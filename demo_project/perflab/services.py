@@ -51,9 +51,9 @@ __all__ = [
 ]
 
 SERVICES = ("memcached", "redis", "postgres")
-#: Servers perflab.web and perflab.tasks_worker start (gunicorn, the slow upstream, SMTP, a
-#: Celery worker): started by their own calls on ``lab``, reaped here like the others.
-WEB_SERVICES = ("gunicorn", "upstream", "smtp", "celery")
+#: Servers perflab.web, perflab.tasks_worker and perflab.edge start (gunicorn, the slow upstream,
+#: SMTP, a Celery worker, nginx): started by their own calls on ``lab``, reaped here too.
+WEB_SERVICES = ("gunicorn", "upstream", "smtp", "celery", "nginx")
 SERVICE_CLASSES: dict[str, type[Service]] = {
     "memcached": MemcachedService,
     "redis": RedisService,
@@ -70,17 +70,17 @@ def is_strict() -> bool:
 
 def install_hint(name: str) -> str:
     """Return the install commands for a service's server, one line per package manager."""
-    return _service_class(name).install_hint()
+    return _installable(name).install_hint()
 
 
 def missing_binary_message(name: str) -> str:
     """Return the error for a server that is not installed: what is missing, how to install it."""
-    return _service_class(name).missing_binary_message()
+    return _installable(name).missing_binary_message()
 
 
 def service_available(name: str) -> bool:
     """Return True when the server for `name` is installed, so a notebook can skip the demo."""
-    return _service_class(name).available()
+    return _installable(name).available()
 
 
 def start_service(name: str, *, strict: bool | None = None) -> Service:
@@ -108,6 +108,15 @@ def reap_orphans() -> list[int]:
     Also removes the run folders such servers (and starts that never finished) left behind.
     """
     return processes.reap_orphans((*SERVICES, *WEB_SERVICES), stray_after=STRAY_AFTER)
+
+
+def _installable(name: str) -> type[Service]:
+    """Return the class of a system server: one start_service() starts, or nginx (an edge)."""
+    if name == "nginx":
+        from perflab.edge import EdgeCache
+
+        return EdgeCache
+    return _service_class(name)
 
 
 def _service_class(name: str) -> type[Service]:

@@ -2,9 +2,10 @@
 
 ``Serving`` is the part of ``perflab.lab.Lab`` that starts processes a lesson talks to over the
 network and measures them: ``serve`` (gunicorn or uvicorn workers, ``perflab.web``),
-``slow_upstream``, ``smtp_server`` and ``celery_worker`` (``perflab.tasks_worker``), ``load``
-(Locust, ``perflab.load``), ``compare_loads`` (``perflab.load_compare``), ``capacity`` and
-``cores`` (``perflab.capacity``). Each server runs on the lab's own database copy and stops
+``edge_cache`` (nginx in front of it, ``perflab.edge``), ``slow_upstream``, ``smtp_server``
+and ``celery_worker`` (``perflab.tasks_worker``), ``load`` (Locust, ``perflab.load``),
+``compare_loads`` (``perflab.load_compare``), ``capacity`` and ``cores``
+(``perflab.capacity``). Each server runs on the lab's own database copy and stops
 with the kernel.
 """
 
@@ -66,6 +67,22 @@ class Serving:
         """Start a local HTTP server that answers after ``delay_ms``: a slow third-party API."""
         return self._start(
             lambda: web.SlowUpstream(delay_ms, strict=self._strict(strict)), strict
+        )
+
+    def edge_cache(
+        self, origin: web.WebServer | str, *, cache: bool = True, strict: bool | None = None
+    ) -> Any:
+        """Start nginx in front of ``origin`` as a CDN's edge: it keeps what the origin allows.
+
+        ``cache=False`` passes every request on (a plain reverse proxy). Returns the running
+        ``perflab.edge.EdgeCache`` (``.url``), or None with the install line when nginx is
+        missing (an error when strict).
+        """
+        from perflab.edge import EdgeCache
+
+        url = origin if isinstance(origin, str) else origin.url
+        return self._start(
+            lambda: EdgeCache(url, cache=cache, strict=self._strict(strict)), strict
         )
 
     def smtp_server(
