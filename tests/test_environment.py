@@ -21,6 +21,7 @@ CONDA_TO_APT = {
     "redis-server": "redis-server",
     "postgresql": "postgresql",
     "graphviz": "graphviz",
+    "nginx": "nginx",
 }
 
 
