@@ -251,6 +251,8 @@ USE_TZ = True
 # --- Static files --------------------------------------------------------------------------
 
 STATIC_URL = "static/"
+# Django's file view for STATIC_ROOT, outside DEBUG too (config/urls.py); lesson 13 only.
+SERVE_STATIC_WITH_DJANGO = env.bool("DJANGO_SERVE_STATIC", default=False)
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=REPO_ROOT / "var" / "static")
 
 # --- Services the shop calls ---------------------------------------------------------------

@@ -121,7 +121,7 @@ def serve_lab(lab: Any, controls: Controls) -> list[str]:
     """Serve A's lab as the serving lessons do; the endpoints.
 
     Gunicorn and a slow upstream (lesson 08), a mail server that wants a password and a Celery
-    worker on A's Redis socket (the task lessons).
+    worker on A's Redis socket (lesson 09), nginx as a CDN's edge in front of the shop (13).
     """
     import secrets
     import smtplib
@@ -142,13 +142,17 @@ def serve_lab(lab: Any, controls: Controls) -> list[str]:
     controls.add("payment webhook (A's shop)", "A's signed call is taken",
                  http_status(served.url + path, method="POST", headers={
                      signatures.HEADER: signatures.sign(secret, path)}) == 200)
+    edge = lab.edge_cache(served)
+    controls.add("nginx edge (A's, lesson 13)", "lab.edge_cache() answers /healthz",
+                 edge is not None and http_status(edge.url + "/healthz") == 200)
     upstream = lab.slow_upstream(delay_ms=10)
     controls.add("slow upstream (A's)", "lab.slow_upstream() answers /api/",
                  http_status(upstream.url + "/api/x") == 200)
     worker = lab.celery_worker()
     controls.add("Celery worker (A's)", "lab.celery_worker() runs on A's Redis socket",
                  worker is not None and worker.running)
-    return [f"tcp:{served.address}", f"tcp:{upstream.address}", f"tcp:{smtp.address}"]
+    return [f"tcp:{served.address}", f"tcp:{upstream.address}", f"tcp:{smtp.address}",
+            *([f"tcp:{edge.address}"] if edge is not None else [])]
 
 
 def http_status(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> int:
