@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import django
 import pytest
 from django.core import mail as outbox
 from django.test import override_settings
@@ -11,8 +12,13 @@ from django.test import override_settings
 from shop import signatures
 
 SECRET = "test-secret"
-LOCMEM = {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-          "PAYMENT_WEBHOOK_SECRET": SECRET}
+_LOCMEM_MAIL = "django.core.mail.backends.locmem.EmailBackend"
+# Django 6.1 configures mail in MAILERS and deprecates EMAIL_BACKEND, which 5.2 reads.
+LOCMEM = {
+    **({"MAILERS": {"default": {"BACKEND": _LOCMEM_MAIL}}} if django.VERSION >= (6, 1)
+       else {"EMAIL_BACKEND": _LOCMEM_MAIL}),
+    "PAYMENT_WEBHOOK_SECRET": SECRET,
+}
 
 
 @pytest.fixture
