@@ -37,7 +37,7 @@ from perflab import accounts
 from perflab.errors import PerflabError, ServiceUnavailable
 from perflab.paths import runtime_dir
 
-__all__ = ["QUICK_DURATION_S", "SATURATED", "LoadResult", "percentile", "run_load"]
+__all__ = ["QUICK_DURATION_S", "SATURATED", "LoadResult", "cpu_seconds", "percentile", "run_load"]
 
 QUICK_DURATION_S = 1.0
 #: A generator that used this share of its one core or more was the bottleneck.
@@ -188,8 +188,8 @@ def run_load(
         window: dict[str, Any] = {}
 
         def measuring_began() -> None:  # the warm-up is over: the window starts now
-            window["server"] = _cpu_seconds(server_pids()) if server_pids else {}
-            window["generator"] = _cpu_seconds([process.pid]).get(process.pid, 0.0)
+            window["server"] = cpu_seconds(server_pids()) if server_pids else {}
+            window["generator"] = cpu_seconds([process.pid]).get(process.pid, 0.0)
             window["start"] = time.perf_counter()
 
         def midway() -> None:  # who holds the users' connections, once every user is in
@@ -270,7 +270,7 @@ def percentile(histogram: dict[float, int], share: float) -> float:
     return 0.0
 
 
-def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
     """Return each live process's CPU seconds so far (user and system)."""
     import psutil
 
@@ -286,7 +286,7 @@ def _cpu_seconds(pids: list[int]) -> dict[int, float]:
 
 def _cpu_used(before: dict[int, float], pids: list[int]) -> float:
     """Return the CPU seconds the processes used since ``before`` (a new one: all of its own)."""
-    after = _cpu_seconds(pids)
+    after = cpu_seconds(pids)
     return sum(now - before.get(pid, 0.0) for pid, now in after.items())
 
 
