@@ -17,6 +17,7 @@ from .errors import PerflabError, PortInUse, ServiceUnavailable, StaleSchema, Un
 from .exercises import check, check_equal, check_queries
 from .formatting import format_bytes, format_ms, format_ratio
 from .lab import Lab
+from .load import cpu_seconds
 from .seed import SCALES
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "check",
     "check_equal",
     "check_queries",
+    "cpu_seconds",
     "format_bytes",
     "format_ms",
     "format_ratio",
