@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+import random
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
+from perflab import bulk, draws
 from perflab import seed as seeding
 from perflab.errors import UnknownChoice
 
@@ -85,10 +88,12 @@ def test_bulk_load_refuses_rows_that_break_foreign_keys(lab) -> None:
         "shop_review",
         ("id", "product_id", "author_id", "rating", "title", "body", "created"),
         1,
-        lambda: iter([(999_999, 424_242, 1, 5, "t", "b", "2024-01-01 00:00:00")]),
+        lambda: iter([[(999_999, 424_242, 1, 5, "t", "b", "2024-01-01 00:00:00")]]),
     )
-    with pytest.raises(RuntimeError, match="break foreign keys"), seeding.bulk_load(connection):
-        seeding.write_rows(connection, broken)
+    for tables in ((), ("shop_review",)):  # every table, or the loaded ones (indexes deferred)
+        with pytest.raises(RuntimeError, match="break foreign keys"), \
+                bulk.bulk_load(connection, tables):
+            bulk.write_rows(connection, broken)
     assert not lab.counts()["shop_review"] > seeding.get_scale("tiny").reviews  # rolled back
 
 
@@ -100,7 +105,7 @@ def test_progress_bar_shows_when_asked(lab, capsys: pytest.CaptureFixture[str]) 
                       "shop_product", "shop_tag", "shop_category"):
             connection.cursor().execute(f"DELETE FROM {table}")
         connection.cursor().execute("DELETE FROM auth_user")
-        seeding.seed_database(connection, seeding.get_scale("tiny"), progress=True)
+        bulk.seed_database(connection, seeding.get_scale("tiny"), progress=True)
         transaction.set_rollback(True)
     assert "Seeding tiny" in capsys.readouterr().err
 
@@ -113,3 +118,106 @@ def test_seed_fills_each_products_review_counters(lab) -> None:
     counted = Product.objects.annotate(n=Count("reviews"), total=Sum("reviews__rating"))
     assert all(p.num_reviews == p.n and p.rating_sum == (p.total or 0) for p in counted)
     assert any(p.num_reviews > 0 for p in counted)
+
+
+def test_deferred_indexes_are_built_again(lab) -> None:
+    from django.db import connection, transaction
+
+    def indexes() -> list[tuple[str, str]]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                           "AND tbl_name = 'shop_review' ORDER BY name")
+            return cursor.fetchall()
+
+    before = indexes()
+    with transaction.atomic():
+        with bulk.bulk_load(connection, ["shop_review"]):
+            assert not [sql for _, sql in indexes() if sql]  # dropped while loading
+        assert indexes() == before
+        transaction.set_rollback(True)
+
+
+# --- The bulk replay is the plain random.Random calls, value for value -------------------------
+# What follows is the generator as it was written first, one random.Random call at a time: the
+# definition of the data. seed.generate must give exactly these rows, for every vendor.
+
+
+def _reference(scale: seeding.Scale, seed: int, vendor: str) -> dict[str, list[tuple[Any, ...]]]:
+    s, epoch = scale, seeding.EPOCH
+
+    def stamp(rng: random.Random) -> Any:
+        moment = epoch + timedelta(seconds=rng.randrange(seeding.SPAN_SECONDS))
+        if vendor == "python":
+            return moment
+        return moment.strftime("%Y-%m-%d %H:%M:%S" + ("+00" if vendor == "postgresql" else ""))
+
+    def price(rng: random.Random) -> str:
+        return str(Decimal(rng.randrange(199, 49_999)) / 100)
+
+    def sentence(rng: random.Random, low: int, high: int) -> str:
+        return " ".join(rng.choices(seeding._WORDS, k=rng.randint(low, high))).capitalize()
+
+    rng = random.Random(f"{seed}-products")
+    products = []
+    for i in range(1, s.products + 1):
+        name = f"{rng.choice(seeding._ADJECTIVES)} {rng.choice(seeding._NOUNS)} {i}"
+        products.append((i, rng.randint(1, s.categories), name, name.lower().replace(" ", "-"),
+                         sentence(rng, 8, 30), price(rng), rng.randrange(0, 500), stamp(rng)))
+    rng = random.Random(f"{seed}-customers")
+    users = []
+    for i in range(1, s.customers + 1):
+        first, last = rng.choice(seeding._FIRST), rng.choice(seeding._LAST)
+        username = f"{first.lower()}.{last.lower()}{i}"
+        users.append((i, "!", None, False, username, first, last, f"{username}@example.com",
+                      False, True, stamp(rng)))
+    rng = random.Random(f"{seed}-reviews")
+    reviews = [(i, rng.randint(1, s.products), rng.randint(1, s.customers),
+                rng.choices((1, 2, 3, 4, 5), seeding._RATING_WEIGHTS)[0], sentence(rng, 2, 6),
+                sentence(rng, 10, 40), stamp(rng)) for i in range(1, s.reviews + 1)]
+    rng = random.Random(f"{seed}-orders")
+    line_counts = [rng.randint(1, s.max_lines_per_order) for _ in range(s.orders)]
+    rng = random.Random(f"{seed}-order-rows")
+    orders = [(i, rng.randint(1, s.customers), rng.choice(seeding._STATUSES), stamp(rng))
+              for i in range(1, s.orders + 1)]
+    rng = random.Random(f"{seed}-order-lines")
+    lines = [(0, order_id, rng.randint(1, s.products), rng.randint(1, 5), price(rng))
+             for order_id, n in enumerate(line_counts, start=1) for _ in range(n)]
+    return {
+        "shop_product": products, "auth_user": users, "shop_review": reviews,
+        "shop_order": orders,
+        "shop_orderline": [(i, *line[1:]) for i, line in enumerate(lines, start=1)],
+    }
+
+
+@pytest.mark.parametrize("vendor", ["sqlite", "postgresql", "python"])
+@pytest.mark.parametrize("scale", ["tiny", "small"])
+def test_bulk_generation_matches_plain_random_calls(scale: str, vendor: str) -> None:
+    size = seeding.get_scale(scale)
+    expected = _reference(size, 42, vendor)
+    for table in seeding.generate(size, vendor=vendor):
+        if table.table in expected:
+            rows = list(table.rows())
+            assert rows == expected[table.table], table.table
+            assert [type(v) for v in rows[-1]] == [type(v) for v in expected[table.table][-1]]
+
+
+@pytest.mark.parametrize("block", [64, 1_000])
+def test_draws_across_block_boundaries_match_plain_calls(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows cut by a block's end, and blocks shorter than a row (64 words), resume exactly.
+    monkeypatch.setattr(draws, "_BLOCK_WORDS", block)
+    plan = (draws.Below(17), draws.FLOAT, draws.Words(10, 40), draws.Below(70_000))
+    got = []
+    for batch in draws.draw("boundaries", plan, 500):
+        below, floats, (counts, words), wide = batch.values
+        ends = counts.cumsum()
+        got += [(b, f, words[e - c:e].tolist(), w) for b, f, c, e, w in zip(
+            below.tolist(), floats.tolist(), counts, ends, wide.tolist(), strict=True)]
+    rng = random.Random("boundaries")
+    expected = []
+    for _ in range(500):
+        below, real = rng.randrange(17), rng.random()
+        words = [rng.random() for _ in range(rng.randint(10, 40))]
+        expected.append((below, real, words, rng.randrange(70_000)))
+    assert got == expected

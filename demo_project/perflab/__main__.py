@@ -37,9 +37,8 @@ def _cmd_seed(args: argparse.Namespace) -> int:
 def _cmd_bench_seed(args: argparse.Namespace) -> int:
     from . import bench
 
-    text, ratio = bench.format_results(bench.bench_seed(rows=args.rows))
-    print(text)
-    return 0 if ratio >= bench.TARGET_RATIO else 1
+    return bench.run(scale=args.scale, database=args.database, repeat=args.repeat,
+                     paths=args.paths, rows=args.rows)
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
@@ -244,8 +243,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="which server's template to build (default: sqlite)")
     p.set_defaults(func=_cmd_seed)
 
-    p = sub.add_parser("bench-seed", help="seeding rate: perflab vs raw executemany vs bulk_create")
-    p.add_argument("--rows", type=int, default=200_000)
+    p = sub.add_parser("bench-seed", help="rows/s of a whole template build, SQLite and PostgreSQL")
+    p.add_argument("--scale", default="large", help="which template to build (default: large)")
+    p.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both")
+    p.add_argument("--repeat", type=int, default=1, help="builds per database (best, median)")
+    p.add_argument("--paths", action="store_true",
+                   help="instead: perflab's write path vs raw executemany vs bulk_create")
+    p.add_argument("--rows", type=int, default=200_000, help="review rows for --paths")
     p.set_defaults(func=_cmd_bench_seed)
 
     p = sub.add_parser("notebooks", help="regenerate navigation and handouts, re-run every lesson")

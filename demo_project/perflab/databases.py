@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import environ
 
+from perflab import bulk
 from perflab import seed as seeding
 from perflab.django_setup import migrate, schema_version, use_database
 from perflab.errors import DiskFull, ServiceUnavailable
@@ -34,6 +35,8 @@ from perflab.paths import state_dir
 from perflab.processes import file_lock
 
 __all__ = [
+    "build_postgres",
+    "build_sqlite",
     "postgres_or_none",
     "postgres_settings",
     "prepare_postgres",
@@ -63,13 +66,13 @@ def postgres_settings(server: Any, dbname: str) -> dict[str, Any]:
     return settings
 
 
-def _seed_current(scale: seeding.Scale) -> None:
+def _seed_current(scale: seeding.Scale) -> int:
     from django.contrib.auth.hashers import make_password
     from django.db import connection
 
     # The admin has no usable password: `make site` sets a random one per learner, so no copy
     # of a template ever opens with a password that every user of a shared host knows.
-    seeding.seed_database(connection, scale, admin_password=make_password(None))
+    counts = bulk.seed_database(connection, scale, admin_password=make_password(None))
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE perflab_meta (key VARCHAR(50) PRIMARY KEY, value TEXT)")
         cursor.executemany(
@@ -78,6 +81,25 @@ def _seed_current(scale: seeding.Scale) -> None:
         )
         if connection.vendor == "sqlite":
             cursor.execute("ANALYZE")  # give the planner statistics, as a real database has
+    return sum(counts.values())
+
+
+def build_sqlite(path: Path, scale: seeding.Scale) -> int:
+    """Migrate and seed a new SQLite file at ``path``; return the rows seeded.
+
+    The file is written without a rollback journal or fsyncs: callers build under a temporary
+    name and rename when whole, so a crash leaves only a partial file that nobody uses.
+    """
+    from django.db import connections
+
+    use_database(sqlite_settings(path))
+    try:
+        with bulk.template_build(connections["default"]):
+            migrate()
+            rows = _seed_current(scale)
+    finally:
+        connections.close_all()
+    return rows
 
 
 # --- SQLite --------------------------------------------------------------------------------------
@@ -107,10 +129,7 @@ def sqlite_template(scale: seeding.Scale, notes: list[str] | None = None) -> tup
         from django.db import connections
 
         try:
-            use_database(sqlite_settings(building))
-            migrate()
-            _seed_current(scale)
-            connections.close_all()
+            build_sqlite(building, scale)
             os.replace(building, path)
         except Exception as exc:
             if _is_disk_full(exc):
@@ -228,20 +247,28 @@ def prepare_postgres(scale: seeding.Scale, name: str) -> tuple[dict[str, Any], s
     return postgres_settings(server, lab_db), template, built
 
 
-def _build_postgres_template(server: Any, scale: seeding.Scale, template: str) -> None:
-    """Migrate and seed a new database, then rename it: a template exists only when whole."""
+def build_postgres(server: Any, scale: seeding.Scale, dbname: str) -> int:
+    """Create ``dbname`` on ``server`` (dropping a leftover), migrate and seed it; return rows."""
     from django.db import connections
 
-    building = f"{template}_building"
     use_database(postgres_settings(server, "postgres"))
-    server.drop_database(building)  # left by a build that was killed
-    server.create_database(building)
-    use_database(postgres_settings(server, building))
-    migrate()
-    _seed_current(scale)
-    connections.close_all()
-    with server.connect(building) as conn:
+    server.drop_database(dbname)  # left by a build that was killed
+    server.create_database(dbname)
+    use_database(postgres_settings(server, dbname))
+    try:
+        migrate()
+        rows = _seed_current(scale)
+    finally:
+        connections.close_all()
+    with server.connect(dbname) as conn:
         conn.execute("ANALYZE")  # give the planner statistics, as a real database has
+    return rows
+
+
+def _build_postgres_template(server: Any, scale: seeding.Scale, template: str) -> None:
+    """Migrate and seed a new database, then rename it: a template exists only when whole."""
+    building = f"{template}_building"
+    build_postgres(server, scale, building)
     with server.connect("postgres") as conn:
         conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
         older = [row[0] for row in conn.execute(
