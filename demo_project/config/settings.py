@@ -69,7 +69,15 @@ INSTALLED_APPS = [
     "django_extensions",
     "rest_framework",
     "shop",
+    "events",  # lesson 11's tables, on their own database alias only (events/routers.py)
 ]
+# django-postgres-extra (partitioned models, lesson 11) requires Django < 6.0: on 6.x it is not
+# installed and the events app makes its partitioned table with plain SQL instead. Its app
+# ("psqlextra", for the pgmakemigrations and pgpartition commands) stays out of INSTALLED_APPS:
+# it refuses to load in a process whose DATABASES has none of its backend (a served shop's
+# workers, which get the lab's "default" alone), and the lesson needs only its library.
+PSQLEXTRA = importlib.util.find_spec("psqlextra") is not None
+DATABASE_ROUTERS = ["events.routers.EventsRouter"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -215,6 +223,25 @@ DATABASES = {
 # A ?conn_max_age=N in DATABASE_URL wins; otherwise DJANGO_CONN_MAX_AGE (0: a new connection
 # per request, Django's default).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=0))
+# Lesson 11's events tables, and nothing else, live on this alias (events/routers.py); perflab
+# points it at a database of its own on the learner's PostgreSQL. django-postgres-extra's models
+# need its backend here (it refuses to load without a database that uses it).
+DATABASES["events"] = _database_from_url(
+    env.str("EVENTS_DATABASE_URL", default="postgres://postgres@/perflab_events")
+)
+if PSQLEXTRA:
+    DATABASES["events"]["ENGINE"] = "psqlextra.backend"
+# A read replica (lesson 12): DATABASE_REPLICA_URL adds the alias "replica", and the shop's
+# router sends reads there and writes to "default". Tests read the alias through the test
+# database's own connection (MIRROR): no replica replays a test database.
+if env.str("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = {
+        **_database_from_url(env.str("DATABASE_REPLICA_URL")),
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_ROUTERS = [
+        *globals().get("DATABASE_ROUTERS", []), "shop.routers.PrimaryReplicaRouter",
+    ]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -287,6 +314,26 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None
+
+# --- Search (lesson 10) --------------------------------------------------------------------
+
+# SearchVector, SearchQuery, TrigramSimilarity and the __search lookup. They run on PostgreSQL
+# only; installing the app changes nothing on SQLite.
+if importlib.util.find_spec("psycopg") is not None:
+    INSTALLED_APPS.append("django.contrib.postgres")
+
+# django-haystack, where installed: a search engine behind one API (shop/search_indexes.py).
+# DJANGO_WHOOSH_PATH is the folder of a Whoosh index (pure Python files, no server); without
+# it, haystack's simple backend runs a LIKE query per search. A lab points haystack at a Whoosh
+# folder of its own at run time.
+if importlib.util.find_spec("haystack") is not None:
+    INSTALLED_APPS.append("haystack")
+    _WHOOSH_PATH = env.str("DJANGO_WHOOSH_PATH", default="")
+    HAYSTACK_CONNECTIONS = {
+        "default": {"ENGINE": "haystack.backends.whoosh_backend.WhooshEngine",
+                    "PATH": _WHOOSH_PATH}
+        if _WHOOSH_PATH else {"ENGINE": "haystack.backends.simple_backend.SimpleEngine"},
+    }
 
 # --- Django REST framework -----------------------------------------------------------------
 

@@ -63,7 +63,8 @@ def use_database(db: dict[str, Any]) -> None:
     from django.db import connections
 
     connections.close_all()
-    settings.DATABASES = {"default": db}
+    # Other aliases (lesson 11's "events") keep their own database: only the lab's copy changes.
+    settings.DATABASES = {**settings.DATABASES, "default": db}
     # ConnectionHandler caches its settings and per-thread connections; drop both so the next
     # query opens a connection to the new database (possibly on another engine).
     connections._settings = None

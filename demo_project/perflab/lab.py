@@ -21,12 +21,14 @@ from urllib.parse import quote
 from perflab import (
     caches,
     capture,
+    events_db,
     kernel,
     paths,
     processes,
     profiling,
     scaling,
     schema,
+    search,
     services,
     storage,
 )
@@ -34,6 +36,7 @@ from perflab import compare as comparing
 from perflab import explain as explaining
 from perflab import measure as measuring
 from perflab import recorded as recordings
+from perflab import replica as replicas
 from perflab import seed as seeding
 from perflab.client import Requests
 from perflab.databases import postgres_or_none, prepare_postgres, prepare_sqlite
@@ -72,6 +75,7 @@ class Lab(Serving):
     cache_aliases: tuple[str, ...] = ()
     _requests: Requests = field(default_factory=Requests, init=False, repr=False)
     _elsewhere: dict[str, Lab] = field(default_factory=dict, init=False, repr=False)
+    _replicas: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     # --- measuring: the toolkit's own functions, so notebooks only ever need `lab` ------------
     # The same objects as perflab.measure.measure etc.: their real, typed signatures, no wrapper.
@@ -156,6 +160,39 @@ class Lab(Serving):
         self.cache_aliases = tuple(added)
         return added
 
+    def replica(
+        self, alias: str = "replica", *, delay_ms: int = 0, strict: bool | None = None
+    ) -> Any:
+        """Start a streaming replica of this lab's PostgreSQL; add it to Django as ``alias``.
+
+        ``pg_basebackup -R`` copies the primary into this kernel's own folder and a hot standby
+        starts on it, caught up before this returns. ``delay_ms`` makes it apply each commit
+        that much later (``recovery_min_apply_delay``). The same alias again returns the same
+        replica. Returns the running ``perflab.replica.ReplicaService``; None with the install
+        line on a lab without PostgreSQL (an error when strict).
+        """
+        server = self._replicas.get(alias)
+        if server is not None and server.running:
+            return server
+        try:
+            if self.database != "postgres" and services.service_available("postgres"):
+                raise PerflabError("A replica copies a PostgreSQL server, and this lab runs on "
+                                   f"{self.database}: start it with setup(database='postgres').")
+            if self.database != "postgres":
+                raise ServiceUnavailable("A replica copies a PostgreSQL server, which is not "
+                                         f"installed here.\n{services.install_hint('postgres')}")
+            primary = kernel.start_lab_service("postgres", strict=True)
+            server = services.start_replica(primary, alias=alias, delay_ms=delay_ms,
+                                            strict=strict)
+        except ServiceUnavailable as exc:
+            if strict or (strict is None and services.is_strict()):
+                raise
+            print(f"⚠️  {exc}")
+            return None
+        self._replicas[alias] = server
+        replicas.add_alias(alias, replicas.replica_settings(server, self.database_settings))
+        return server
+
     @contextmanager
     def using(self, database: str | None = None, *, scale: str | None = None) -> Iterator[Lab]:
         """Run a block on another database or at another scale, then come back to this lab.
@@ -191,6 +228,16 @@ class Lab(Serving):
         finally:
             self._switch_to()
 
+    def events_database(self, *, strict: bool | None = None) -> events_db.EventsDatabase | None:
+        """Give this kernel an empty events database on your PostgreSQL (lesson 11), migrated.
+
+        Its two tables (``events.models``: one plain, one partitioned by month) are on the
+        ``events`` alias; ``.fill()`` generates their rows inside PostgreSQL, about 50 per
+        review of this lab's scale. Dropped at exit. Without PostgreSQL: None and the install
+        line (an error when strict). Calling it again starts from empty tables.
+        """
+        return events_db.open_events_database(name=self.name, scale=self.scale, strict=strict)
+
     def compare_scales(
         self,
         candidates: Mapping[str, Callable[[], Any]],
@@ -221,6 +268,9 @@ class Lab(Serving):
         caches.use_cache(self.cache, self.name, [])
         if self.cache_aliases:
             caches.add_caches(self.cache_aliases, self.name)
+        for alias, server in self._replicas.items():  # use_database() kept "default" alone
+            if server.running:
+                replicas.add_alias(alias, replicas.replica_settings(server, self.database_settings))
 
     def folder(self, name: str) -> Path:
         """Return an empty folder of this kernel's own, private to you, removed when it exits.
@@ -240,6 +290,10 @@ class Lab(Serving):
         path.mkdir(mode=0o700)
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         return path
+
+    def whoosh_index(self) -> search.SearchIndexFolder:
+        """Point haystack at the current database copy's own, private Whoosh index folder."""
+        return search.whoosh_index(self.folder)
 
     # --- facts about the data ------------------------------------------------------------------
     @property
@@ -299,6 +353,11 @@ class Lab(Serving):
                          name=self.name)
         if self.cache_aliases:
             fresh.use_caches(*self.cache_aliases)
+        for alias, server in self._replicas.items():  # the fresh copy reaches them too
+            if server.running:
+                server.catch_up()
+                fresh._replicas[alias] = server
+        fresh._switch_to()
         return fresh
 
     def summary(self) -> str:

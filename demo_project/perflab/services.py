@@ -18,6 +18,7 @@ server outlives the kernel that started it:
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from perflab import processes
@@ -26,6 +27,7 @@ from perflab.memcached import MemcachedService
 from perflab.postgres import POSTGRES_PORT, PostgresClient, PostgresService, postgres_home
 from perflab.processes import find_orphans, running_services, stop_recorded
 from perflab.redis_server import RedisService
+from perflab.replica import ReplicaService, remove_stray_folders
 from perflab.service_base import LOCK, START_TIMEOUT, Service, stop_all
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "PostgresClient",
     "PostgresService",
     "RedisService",
+    "ReplicaService",
     "Service",
     "find_orphans",
     "install_hint",
@@ -45,15 +48,17 @@ __all__ = [
     "reap_orphans",
     "running_services",
     "service_available",
+    "start_replica",
     "start_service",
     "stop_all",
     "stop_recorded",
 ]
 
 SERVICES = ("memcached", "redis", "postgres")
-#: Servers perflab.web, perflab.tasks_worker and perflab.edge start (gunicorn, the slow upstream,
-#: SMTP, a Celery worker, nginx): started by their own calls on ``lab``, reaped here too.
-WEB_SERVICES = ("gunicorn", "upstream", "smtp", "celery", "nginx")
+#: Servers perflab.web, perflab.tasks_worker, perflab.edge and perflab.replica start (gunicorn,
+#: the slow upstream, SMTP, a Celery worker, nginx, PostgreSQL replicas): started by their own
+#: calls on ``lab``, reaped here too.
+WEB_SERVICES = ("gunicorn", "upstream", "smtp", "celery", "nginx", "replica")
 SERVICE_CLASSES: dict[str, type[Service]] = {
     "memcached": MemcachedService,
     "redis": RedisService,
@@ -102,12 +107,39 @@ def start_service(name: str, *, strict: bool | None = None) -> Service:
         return cls(strict=strict).start()
 
 
+def start_replica(
+    primary: PostgresClient, *, alias: str = "replica", delay_ms: int = 0,
+    strict: bool | None = None,
+) -> ReplicaService:
+    """Start a streaming replica of ``primary`` (the user's PostgreSQL), caught up with it.
+
+    Raises ServiceUnavailable with the install line when pg_basebackup is missing, and with the
+    replica's log when it could not start or catch up.
+    """
+    strict = is_strict() if strict is None else strict
+    with LOCK:
+        if ReplicaService.find_binary() is None:
+            raise ServiceUnavailable(ReplicaService.missing_binary_message())
+        reap_orphans()
+        server = ReplicaService(primary, delay_ms=delay_ms, label=alias, strict=strict).start()
+    try:
+        server.catch_up()
+    except ServiceUnavailable:
+        server.stop()
+        raise
+    return server
+
+
 def reap_orphans() -> list[int]:
     """Stop servers whose owning process died without stopping them; return their pids.
 
-    Also removes the run folders such servers (and starts that never finished) left behind.
+    Also removes the run folders such servers (and starts that never finished) left behind,
+    replicas' copies of the cluster among them.
     """
-    return processes.reap_orphans((*SERVICES, *WEB_SERVICES), stray_after=STRAY_AFTER)
+    reaped = processes.reap_orphans((*SERVICES, *WEB_SERVICES), stray_after=STRAY_AFTER)
+    with contextlib.suppress(ServiceUnavailable, OSError):
+        remove_stray_folders()
+    return reaped
 
 
 def _installable(name: str) -> type[Service]:

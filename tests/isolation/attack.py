@@ -217,8 +217,10 @@ def _read_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
     return data
 
 
-def pg_startup_packet(role: str, database: str) -> bytes:
-    params = f"user\0{role}\0database\0{database}\0\0".encode()
+def pg_startup_packet(role: str, database: str, *, replication: bool = False) -> bytes:
+    # replication=true asks for a physical replication session, as pg_basebackup does.
+    extra = "replication\0true\0" if replication else ""
+    params = f"user\0{role}\0database\0{database}\0{extra}\0".encode()
     return struct.pack("!ii", 8 + len(params), PG_PROTOCOL) + params
 
 
@@ -227,18 +229,19 @@ def pg_error_text(body: bytes) -> str:
     return f"{fields.get(b'S', 'ERROR')}: {fields.get(b'M', '?')}"
 
 
-def pg_try_role(endpoint: Endpoint, role: str) -> tuple[str, str]:
+def pg_try_role(endpoint: Endpoint, role: str, *, replication: bool = False) -> tuple[str, str]:
     """Start a session as `role`; AuthenticationOk without a password is the breach."""
     deadline = time.monotonic() + TIMEOUT
     with endpoint.connect() as sock:
-        sock.sendall(pg_startup_packet(role, "postgres"))
+        sock.sendall(pg_startup_packet(role, "postgres", replication=replication))
         kind, body = pg_message(sock, deadline)
         if kind == b"E" and "encryption" in pg_error_text(body):
-            return pg_try_role_over_ssl(endpoint, role)
+            return pg_try_role_over_ssl(endpoint, role, replication=replication)
         return pg_verdict(sock, kind, body, deadline)
 
 
-def pg_try_role_over_ssl(endpoint: Endpoint, role: str) -> tuple[str, str]:
+def pg_try_role_over_ssl(endpoint: Endpoint, role: str, *,
+                         replication: bool = False) -> tuple[str, str]:
     # Only when the server turned a plain connection away for wanting encryption.
     deadline = time.monotonic() + TIMEOUT
     with endpoint.connect() as raw:
@@ -249,7 +252,7 @@ def pg_try_role_over_ssl(endpoint: Endpoint, role: str) -> tuple[str, str]:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         with context.wrap_socket(raw) as sock:
-            sock.sendall(pg_startup_packet(role, "postgres"))
+            sock.sendall(pg_startup_packet(role, "postgres", replication=replication))
             kind, body = pg_message(sock, deadline)
             return pg_verdict(sock, kind, body, deadline)
 
@@ -552,12 +555,15 @@ def attack_endpoint(endpoint: Endpoint, roles: list[str], guesses: list[str],
 
 def attack_postgresql(endpoint: Endpoint, target: str, roles: list[str], report: Report) -> None:
     for role in roles:
-        tried = f"startup as role {role!r}, database 'postgres'"
-        try:
-            result, detail = pg_try_role(endpoint, role)
-        except (OSError, ValueError) as exc:
-            result, detail = REFUSED, f"{type(exc).__name__}: {exc}"
-        report.add(target, tried, result, detail)
+        for replication in (False, True):
+            # A replication session streams every database of the server (a base backup).
+            tried = (f"replication session as role {role!r} (as pg_basebackup asks)"
+                     if replication else f"startup as role {role!r}, database 'postgres'")
+            try:
+                result, detail = pg_try_role(endpoint, role, replication=replication)
+            except (OSError, ValueError) as exc:
+                result, detail = REFUSED, f"{type(exc).__name__}: {exc}"
+            report.add(target, tried, result, detail)
 
 
 def attack_memcached(endpoint: Endpoint, target: str, report: Report) -> None:

@@ -72,16 +72,20 @@ def endpoint_of(location: str) -> str:
 def lab_endpoints() -> list[str]:
     """Return where the lab's PostgreSQL, memcached and Redis listen, as Django was told."""
     from django.conf import settings
-    from django.db import connection
 
     found = []
     for alias in ("memcached", "redis"):
         location = settings.CACHES[alias]["LOCATION"]
         items = location if isinstance(location, list | tuple) else re.split(r"[;,]", location)
         found += [endpoint_of(item) for item in items if item.strip()]
-    host = connection.settings_dict.get("HOST") or "/var/run/postgresql"
-    port = connection.settings_dict.get("PORT") or "5432"
-    found.append(f"unix:{host}/.s.PGSQL.{port}" if host.startswith("/") else f"tcp:{host}:{port}")
+    for alias in ("default", "replica"):  # the lab's copy, and its streaming replica
+        if alias not in settings.DATABASES:
+            continue
+        db = settings.DATABASES[alias]
+        host = db.get("HOST") or "/var/run/postgresql"
+        port = db.get("PORT") or "5432"
+        found.append(f"unix:{host}/.s.PGSQL.{port}" if host.startswith("/")
+                     else f"tcp:{host}:{port}")
     return found
 
 
@@ -104,6 +108,7 @@ def hold_lab(secret: str, controls: Controls) -> list[str]:
         row = cursor.fetchone()
     controls.add("PostgreSQL (A's lab)", "A writes and reads back its secret row",
                  row == (secret,))
+    hold_replica(lab, secret, controls)
     caches = lab.use_caches("memcached", "redis")
     for name in ("memcached", "redis"):
         cache = caches.get(name)
@@ -115,6 +120,21 @@ def hold_lab(secret: str, controls: Controls) -> list[str]:
         controls.add(f"{name} (A's cache)", "A sets and reads back its secret",
                      cache.get("secret") == secret)
     return lab_endpoints() + serve_lab(lab, controls)
+
+
+def hold_replica(lab: Any, secret: str, controls: Controls) -> None:
+    """Start a streaming replica of A's PostgreSQL (lesson 12) and read the secret back there."""
+    from django.db import connections
+
+    replica = lab.replica()
+    controls.add("PostgreSQL replica (A's, lesson 12)", "lab.replica() streams from A's server",
+                 replica is not None and replica.status().get("state") == "streaming")
+    replica.catch_up()
+    with connections["replica"].cursor() as cursor:
+        cursor.execute("SELECT value FROM isolation_secret")
+        row = cursor.fetchone()
+    controls.add("PostgreSQL replica (A's, lesson 12)", "A reads its secret row on the replica",
+                 row == (secret,))
 
 
 def serve_lab(lab: Any, controls: Controls) -> list[str]:

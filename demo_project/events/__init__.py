@@ -1,0 +1,1 @@
+"""Events: one big append-only table, plain and partitioned by month (lesson 11)."""
