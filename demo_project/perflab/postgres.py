@@ -245,19 +245,25 @@ class PostgresService(PostgresClient, Service):
         if account is not None:
             os.chown(self.run_dir, account.pw_uid, account.pw_gid)
 
-    def _command(self) -> list[str]:
-        bindir = find_bindir()
-        assert bindir is not None
-        settings = [
+    #: What line 8 of postmaster.pid says once the server takes connections.
+    _READY_STATES: tuple[str, ...] = ("ready",)
+
+    def _settings(self) -> list[str]:
+        """Return the server's ``-c`` settings; a replica adds its own."""
+        return [
             "listen_addresses=",  # no TCP: the socket in a 0700 folder is the only way in
             "unix_socket_permissions=0700",
             "fsync=off",
             "synchronous_commit=off",
             "full_page_writes=off",
         ]
+
+    def _command(self) -> list[str]:
+        bindir = find_bindir()
+        assert bindir is not None
         command = [str(bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         command += ["-k", str(self.run_dir)]
-        for setting in settings:
+        for setting in self._settings():
             command += ["-c", setting]
         return command
 
@@ -268,7 +274,7 @@ class PostgresService(PostgresClient, Service):
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
         except OSError:
             return False
-        return len(lines) >= 8 and lines[7].strip() == "ready"
+        return len(lines) >= 8 and lines[7].strip() in self._READY_STATES
 
     def _ensure_cluster(self, bindir: Path, account: Account | None) -> None:
         """Create the data folder with initdb unless a usable one is already there."""

@@ -157,27 +157,15 @@ class ReplicaService(PostgresService):
             )
         self.backup_bytes = _folder_bytes(self.data_dir)
 
-    def _command(self) -> list[str]:
-        bindir = find_bindir()
-        assert bindir is not None
-        settings = [
+    # A hot standby says "standby" on line 8 of postmaster.pid once it takes connections.
+    _READY_STATES = ("standby", "ready")
+
+    def _settings(self) -> list[str]:
+        return [
             *REPLICA_SETTINGS,
             f"cluster_name={self.application_name}",  # its application_name on the primary
             f"recovery_min_apply_delay={self.delay_ms}ms",
         ]
-        command = [str(bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
-        command += ["-k", str(self.run_dir)]
-        for setting in settings:
-            command += ["-c", setting]
-        return command
-
-    def _ready(self) -> bool:
-        # A hot standby says "standby" on line 8 of postmaster.pid once it takes connections.
-        try:
-            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
-        except OSError:
-            return False
-        return len(lines) >= 8 and lines[7].strip() in ("standby", "ready")
 
     def stop(self) -> None:
         """Stop the replica, remove its folder, and drop its slot so the primary keeps no WAL."""
