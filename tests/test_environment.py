@@ -22,6 +22,7 @@ CONDA_TO_APT = {
     "postgresql": "postgresql",
     "graphviz": "graphviz",
     "nginx": "nginx",
+    "pgbouncer": "pgbouncer",
 }
 
 
