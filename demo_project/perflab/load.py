@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,6 +129,7 @@ def run_load(
     method: str = "GET",
     ids: Sequence[int] = (),
     secret: str | None = None,
+    headers: Mapping[str, str] | None = None,
     strict: bool = False,
 ) -> LoadResult:
     """Run Locust headless against ``target`` and return what it measured.
@@ -142,6 +143,9 @@ def run_load(
     For a webhook: ``method="POST"``; ``ids`` fill the ``{id}`` in a path, each once (warm-up
     included; the run ends early if they run out), and ``secret`` signs each path as the
     payment provider does.
+
+    ``headers`` go with every request: a browser's ``If-None-Match``, say, to load the 304s
+    that visitors with a current copy get.
     """
     url = target if isinstance(target, str) else target.url
     server_pids = None if isinstance(target, str) else target.pids
@@ -183,6 +187,7 @@ def run_load(
         "PERFLAB_LOAD_METHOD": method,
         "PERFLAB_LOAD_IDS": json.dumps(list(ids)),
         "PERFLAB_LOAD_SECRET": secret or "",  # the environment: only this user can read it
+        "PERFLAB_LOAD_HEADERS": json.dumps(dict(headers or {})),
     }
     try:
         window: dict[str, Any] = {}

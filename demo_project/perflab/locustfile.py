@@ -13,6 +13,7 @@ is answered: a closed loop that finds the server's throughput.
 A webhook's load: ``PERFLAB_LOAD_METHOD`` (``POST``), ``PERFLAB_LOAD_IDS`` (a JSON list of ids:
 a path's ``{id}`` takes the next one, each once: the run ends when they run out) and
 ``PERFLAB_LOAD_SECRET`` (sign each path as the payment provider does, ``shop.signatures``).
+``PERFLAB_LOAD_HEADERS`` (a JSON object) adds the same headers to every request.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MARK = os.environ.get("PERFLAB_LOAD_MARK")
 METHOD = os.environ.get("PERFLAB_LOAD_METHOD") or "GET"
 IDS: list[int] = json.loads(os.environ.get("PERFLAB_LOAD_IDS") or "[]")
 SECRET = os.environ.get("PERFLAB_LOAD_SECRET") or ""
+HEADERS: dict[str, str] = json.loads(os.environ.get("PERFLAB_LOAD_HEADERS") or "{}")
 _turns = itertools.count()
 _measured = itertools.count()
 _measuring = False
@@ -71,5 +73,7 @@ class Visitor(FastHttpUser):
         path = name = PATHS[turn % len(PATHS)]
         if IDS:
             path = path.replace("{id}", str(IDS[turn]))
-        headers = {signatures.HEADER: signatures.sign(SECRET, path)} if SECRET else None
-        self.client.request(METHOD, path, name=name, headers=headers)
+        headers = dict(HEADERS)
+        if SECRET:
+            headers[signatures.HEADER] = signatures.sign(SECRET, path)
+        self.client.request(METHOD, path, name=name, headers=headers or None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 __all__ = ["application", "apply_overrides", "load"]
@@ -44,4 +45,12 @@ def load() -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _say_booted() -> None:
+    """Leave a file for this worker in the server's folder: perflab.web waits for every one."""
+    folder = os.environ.get("PERFLAB_SERVE_BOOTED_DIR")
+    if folder:
+        (Path(folder) / f"booted-{os.getpid()}").touch()
+
+
 application = load()
+_say_booted()

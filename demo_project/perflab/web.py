@@ -221,6 +221,19 @@ class WebServer(TCPService):
                 continue
         return sizes
 
+    def _ready(self) -> bool:
+        # gunicorn answers once its first worker has loaded the app: wait for all of them, so
+        # a load test never runs while some workers are still importing Django.
+        return super()._ready() and self.booted_workers() >= self.workers
+
+    def booted_workers(self) -> int:
+        """Return how many workers have loaded the application (``perflab.served`` says so)."""
+        return sum(1 for _ in self.run_dir.glob("booted-*"))
+
+    def _prepare(self) -> None:
+        for old in self.run_dir.glob("booted-*"):  # a restart() keeps the folder
+            old.unlink(missing_ok=True)
+
     def pids(self) -> list[int]:
         """Return gunicorn's master and its workers: what ``lab.load`` counts the CPU of."""
         return [self.pid, *self.worker_pids()] if self.pid is not None else []
@@ -249,8 +262,12 @@ class WebServer(TCPService):
             "DJANGO_DEBUG_TOOLBAR": "0",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "DJANGO_ALLOWED_HOSTS": f"{LOOPBACK},localhost",
+            # The kernel allows sync ORM calls inside Jupyter's event loop; a served worker
+            # must refuse them in async views, as in production (SynchronousOnlyOperation).
+            "DJANGO_ALLOW_ASYNC_UNSAFE": "",
             "PERFLAB_SERVE_APP": self.app,
             "PERFLAB_SERVE_SETTINGS": json.dumps(self.settings, default=str),
+            "PERFLAB_SERVE_BOOTED_DIR": str(self.run_dir),  # perflab.served notes each worker
         }
 
 
