@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from perflab.accounts import Account
 
 __all__ = [
+    "APP_ROLE",
     "BINDIR_GLOBS",
     "POSTGRES_PORT",
     "PostgresClient",
@@ -45,6 +46,9 @@ __all__ = [
 
 #: PostgreSQL listens on no TCP port; the number only names its socket file (.s.PGSQL.5432).
 POSTGRES_PORT = 5432
+#: An ordinary (not superuser) role the learner may also log in as: limits such as a database's
+#: CONNECTION LIMIT apply to it, as to a real application's role (superusers are exempt).
+APP_ROLE = "perflab_app"
 #: Where packaged PostgreSQL servers live when they are not on PATH (Debian, RHEL, Homebrew).
 BINDIR_GLOBS: tuple[str, ...] = (
     "/usr/lib/postgresql/*/bin",
@@ -329,6 +333,9 @@ class PostgresService(PostgresClient, Service):
                 "# perflab: MAPNAME SYSTEM-USERNAME PG-USERNAME\n"
                 f"perflab {me} {self.user}\n"
                 + (f"perflab {account.pw_name} {self.user}\n" if account else "")
+                # The application role too (lesson 19), also for PgBouncer run as postgres.
+                + f"perflab {me} {APP_ROLE}\n"
+                + (f"perflab {account.pw_name} {APP_ROLE}\n" if account else "")
             ),
         }
         for name, text in rules.items():

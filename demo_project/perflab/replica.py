@@ -265,12 +265,16 @@ def add_alias(alias: str, db: dict[str, Any]) -> None:
         delattr(connections._connections, alias)
 
 
-def remove_stray_folders(parent: Path | None = None, *, older_than: float = STRAY_AFTER) -> None:
+def remove_stray_folders(
+    parent: Path | None = None, *, older_than: float = STRAY_AFTER,
+    pattern: re.Pattern[str] = _FOLDER,
+) -> None:
     """Remove replica folders that no record names and no process works in: killed kernels'.
 
     A kernel killed outright (nbval stops kernels with SIGKILL) stops its replica through the
     parent-death signal but never removes its copy of the cluster. ``parent`` defaults to where
-    replicas live: root's PostgreSQL folder as root, the runtime folder otherwise.
+    replicas live: root's PostgreSQL folder as root, the runtime folder otherwise. ``pattern``
+    names the folders to look at (another server kept in the same place: PgBouncer's).
     """
     if parent is None:
         parent = postgres_home() if is_root() else runtime_dir()
@@ -281,7 +285,7 @@ def remove_stray_folders(parent: Path | None = None, *, older_than: float = STRA
     candidates = []
     for folder in parent.iterdir():
         with contextlib.suppress(OSError):
-            if (_FOLDER.fullmatch(folder.name) and str(folder) not in named
+            if (pattern.fullmatch(folder.name) and str(folder) not in named
                     and now - folder.stat().st_mtime > older_than):
                 candidates.append(folder)
     if not candidates:

@@ -21,8 +21,8 @@ __all__ = ["requirement_met"]
 VENDORS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 #: Servers a cell can ask for: met where perflab can start one (its binary is installed).
 #: ``postgres`` is the server (for ``with lab.using("postgres")``); ``postgresql`` the lab's vendor.
-#: ``nginx`` is the edge ``lab.edge_cache`` starts.
-SERVERS = ("memcached", "redis", "postgres", "nginx")
+#: ``nginx`` is the edge ``lab.edge_cache`` starts; ``pgbouncer`` the pooler ``lab.pgbouncer``.
+SERVERS = ("memcached", "redis", "postgres", "nginx", "pgbouncer")
 
 
 def requirement_met(spec: str) -> tuple[bool, str]:

@@ -24,6 +24,8 @@ import os
 from perflab import processes
 from perflab.errors import ServiceUnavailable, UnknownChoice
 from perflab.memcached import MemcachedService
+from perflab.pgbouncer import PgBouncerService
+from perflab.pgbouncer import remove_stray_folders as remove_stray_pgbouncer_folders
 from perflab.postgres import POSTGRES_PORT, PostgresClient, PostgresService, postgres_home
 from perflab.processes import find_orphans, running_services, stop_recorded
 from perflab.redis_server import RedisService
@@ -55,10 +57,10 @@ __all__ = [
 ]
 
 SERVICES = ("memcached", "redis", "postgres")
-#: Servers perflab.web, perflab.tasks_worker, perflab.edge and perflab.replica start (gunicorn,
-#: the slow upstream, SMTP, a Celery worker, nginx, PostgreSQL replicas): started by their own
-#: calls on ``lab``, reaped here too.
-WEB_SERVICES = ("gunicorn", "upstream", "smtp", "celery", "nginx", "replica")
+#: Servers perflab.web, perflab.tasks_worker, perflab.edge, perflab.replica and perflab.pgbouncer
+#: start (gunicorn, the slow upstream, SMTP, a Celery worker, nginx, PostgreSQL replicas,
+#: PgBouncer): started by their own calls on ``lab``, reaped here too.
+WEB_SERVICES = ("gunicorn", "upstream", "smtp", "celery", "nginx", "replica", "pgbouncer")
 SERVICE_CLASSES: dict[str, type[Service]] = {
     "memcached": MemcachedService,
     "redis": RedisService,
@@ -139,6 +141,7 @@ def reap_orphans() -> list[int]:
     reaped = processes.reap_orphans((*SERVICES, *WEB_SERVICES), stray_after=STRAY_AFTER)
     with contextlib.suppress(ServiceUnavailable, OSError):
         remove_stray_folders()
+    remove_stray_pgbouncer_folders()
     return reaped
 
 
@@ -148,6 +151,8 @@ def _installable(name: str) -> type[Service]:
         from perflab.edge import EdgeCache
 
         return EdgeCache
+    if name == "pgbouncer":
+        return PgBouncerService
     return _service_class(name)
 
 

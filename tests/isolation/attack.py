@@ -229,19 +229,21 @@ def pg_error_text(body: bytes) -> str:
     return f"{fields.get(b'S', 'ERROR')}: {fields.get(b'M', '?')}"
 
 
-def pg_try_role(endpoint: Endpoint, role: str, *, replication: bool = False) -> tuple[str, str]:
+def pg_try_role(endpoint: Endpoint, role: str, *, replication: bool = False,
+                database: str = "postgres") -> tuple[str, str]:
     """Start a session as `role`; AuthenticationOk without a password is the breach."""
     deadline = time.monotonic() + TIMEOUT
     with endpoint.connect() as sock:
-        sock.sendall(pg_startup_packet(role, "postgres", replication=replication))
+        sock.sendall(pg_startup_packet(role, database, replication=replication))
         kind, body = pg_message(sock, deadline)
         if kind == b"E" and "encryption" in pg_error_text(body):
-            return pg_try_role_over_ssl(endpoint, role, replication=replication)
+            return pg_try_role_over_ssl(endpoint, role, replication=replication,
+                                        database=database)
         return pg_verdict(sock, kind, body, deadline)
 
 
-def pg_try_role_over_ssl(endpoint: Endpoint, role: str, *,
-                         replication: bool = False) -> tuple[str, str]:
+def pg_try_role_over_ssl(endpoint: Endpoint, role: str, *, replication: bool = False,
+                         database: str = "postgres") -> tuple[str, str]:
     # Only when the server turned a plain connection away for wanting encryption.
     deadline = time.monotonic() + TIMEOUT
     with endpoint.connect() as raw:
@@ -252,7 +254,7 @@ def pg_try_role_over_ssl(endpoint: Endpoint, role: str, *,
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         with context.wrap_socket(raw) as sock:
-            sock.sendall(pg_startup_packet(role, "postgres", replication=replication))
+            sock.sendall(pg_startup_packet(role, database, replication=replication))
             kind, body = pg_message(sock, deadline)
             return pg_verdict(sock, kind, body, deadline)
 
@@ -564,6 +566,14 @@ def attack_postgresql(endpoint: Endpoint, target: str, roles: list[str], report:
             except (OSError, ValueError) as exc:
                 result, detail = REFUSED, f"{type(exc).__name__}: {exc}"
             report.add(target, tried, result, detail)
+        # PgBouncer's admin console is the database "pgbouncer" (SHOW, PAUSE, KILL, SHUTDOWN);
+        # on a plain PostgreSQL it is a database that does not exist.
+        try:
+            result, detail = pg_try_role(endpoint, role, database="pgbouncer")
+        except (OSError, ValueError) as exc:
+            result, detail = REFUSED, f"{type(exc).__name__}: {exc}"
+        report.add(target, f"startup as role {role!r}, database 'pgbouncer' (PgBouncer's "
+                   "admin console)", result, detail)
 
 
 def attack_memcached(endpoint: Endpoint, target: str, report: Report) -> None:

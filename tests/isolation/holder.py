@@ -109,6 +109,7 @@ def hold_lab(secret: str, controls: Controls) -> list[str]:
     controls.add("PostgreSQL (A's lab)", "A writes and reads back its secret row",
                  row == (secret,))
     hold_replica(lab, secret, controls)
+    bouncer_endpoints = hold_pgbouncer(lab, secret, controls)
     caches = lab.use_caches("memcached", "redis")
     for name in ("memcached", "redis"):
         cache = caches.get(name)
@@ -119,7 +120,7 @@ def hold_lab(secret: str, controls: Controls) -> list[str]:
         cache.set("secret", secret, None)
         controls.add(f"{name} (A's cache)", "A sets and reads back its secret",
                      cache.get("secret") == secret)
-    return lab_endpoints() + serve_lab(lab, controls)
+    return lab_endpoints() + bouncer_endpoints + serve_lab(lab, controls)
 
 
 def hold_replica(lab: Any, secret: str, controls: Controls) -> None:
@@ -135,6 +136,26 @@ def hold_replica(lab: Any, secret: str, controls: Controls) -> None:
         row = cursor.fetchone()
     controls.add("PostgreSQL replica (A's, lesson 12)", "A reads its secret row on the replica",
                  row == (secret,))
+
+
+def hold_pgbouncer(lab: Any, secret: str, controls: Controls) -> list[str]:
+    """Start PgBouncer in front of A's PostgreSQL (lesson 19), read the secret through it."""
+    from django.db import connections
+
+    bouncer = lab.pgbouncer(pool_size=2)
+    if not controls.add("PgBouncer (A's, lesson 19)", "lab.pgbouncer() starts",
+                        bouncer is not None and bouncer.running):
+        return []
+    lab.add_database("bouncer", bouncer.database)
+    with connections["bouncer"].cursor() as cursor:
+        cursor.execute("SELECT value FROM isolation_secret")
+        row = cursor.fetchone()
+    controls.add("PgBouncer (A's, lesson 19)", "A reads its secret row through PgBouncer",
+                 row == (secret,))
+    pools = [row["database"] for row in bouncer.show("pools")]
+    controls.add("PgBouncer (A's, lesson 19)", "A opens PgBouncer's admin console (SHOW POOLS)",
+                 "pgbouncer" in pools, f"pools: {', '.join(pools)}")
+    return [f"unix:{bouncer.socket_path}"]
 
 
 def serve_lab(lab: Any, controls: Controls) -> list[str]:
