@@ -5,8 +5,9 @@ network and measures them: ``serve`` (gunicorn or uvicorn workers, ``perflab.web
 ``edge_cache`` (nginx in front of it, ``perflab.edge``), ``slow_upstream``, ``smtp_server``
 and ``celery_worker`` (``perflab.tasks_worker``), ``load`` (Locust, ``perflab.load``),
 ``compare_loads`` (``perflab.load_compare``), ``capacity`` and ``cores``
-(``perflab.capacity``). Each server runs on the lab's own database copy and stops
-with the kernel.
+(``perflab.capacity``), and PgBouncer and connection counts (``perflab.db_connections``).
+``run_async`` runs a coroutine as an ASGI worker runs an async request (``perflab.event_loop``).
+Each server runs on the lab's own database copy and stops with the kernel.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from perflab import services, tasks_worker, web
+from perflab import event_loop, services, tasks_worker, web
 from perflab.capacity import available_cores, capacity
+from perflab.db_connections import Pooling
 from perflab.errors import ServiceUnavailable
 from perflab.load import run_load
 from perflab.load_compare import compare_loads
@@ -23,14 +25,19 @@ from perflab.load_compare import compare_loads
 __all__ = ["Serving"]
 
 
-class Serving:
-    """The lab's serving methods; ``Lab`` provides ``database_settings`` and ``service``."""
+class Serving(Pooling):
+    """The lab's serving methods; ``Lab`` provides ``database_settings`` and ``service``.
+
+    Its database connection methods (``app_database``, ``watch_connections``,
+    ``connection_limit``, ``pgbouncer``) come from ``perflab.db_connections.Pooling``.
+    """
 
     database_settings: dict[str, Any]
     load = staticmethod(run_load)
     compare_loads = staticmethod(compare_loads)
     capacity = staticmethod(capacity)
     cores = staticmethod(available_cores)
+    run_async = staticmethod(event_loop.run)
 
     def service(self, name: str, *, strict: bool | None = None) -> Any:
         raise NotImplementedError
