@@ -114,6 +114,16 @@ TEMPLATES = [
             ],
         },
     },
+    # Django's other built-in backend (lesson 20). Listed second, so every page that names a
+    # template without `using=` still gets the Django template above; Jinja2 renders only what
+    # asks for it: `engines["jinja2"]`, or `render(..., using="jinja2")`.
+    {
+        "NAME": "jinja2",
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "shop" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {"environment": "shop.jinja2_env.environment"},
+    },
 ]
 
 # --- Database and cache --------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from shop import api, views, webhooks
+from shop import api, async_views, connection_views, http_views, views, webhooks
 
 app_name = "shop"
 
@@ -17,5 +17,22 @@ urlpatterns = [
     path("webhooks/paid/<int:order_id>/", webhooks.order_paid, name="order-paid"),
     path("webhooks/paid/<int:order_id>/queued/", webhooks.order_paid_queued,
          name="order-paid-queued"),
+    path("price/<int:product_id>/", connection_views.product_price, name="product-price"),
     path("healthz", views.healthz, name="healthz"),
+    # Lesson 21: the product page with conditional GETs, and a page that writes the session.
+    path("http/products/<slug:slug>/", http_views.product_page, name="http-product"),
+    path("http/products/<slug:slug>/etag/", http_views.product_page_etag,
+         name="http-product-etag"),
+    path("http/products/<slug:slug>/last-modified/", http_views.product_page_last_modified,
+         name="http-product-last-modified"),
+    path("http/recently-viewed/<int:pk>/", http_views.recently_viewed,
+         name="http-recently-viewed"),
+    # Lesson 22: one product page with three carriers' quotes, sync, async, async gathered.
+    path("products/<slug:slug>/quotes/", async_views.shipping_quotes, name="shipping-quotes"),
+    path("products/<slug:slug>/quotes/async/", async_views.shipping_quotes_async,
+         name="shipping-quotes-async"),
+    path("products/<slug:slug>/quotes/gather/", async_views.shipping_quotes_gather,
+         name="shipping-quotes-gather"),
+    path("products/<slug:slug>/quotes/blocking/", async_views.shipping_quotes_blocking,
+         name="shipping-quotes-blocking"),
 ]
