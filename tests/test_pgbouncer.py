@@ -215,3 +215,44 @@ def test_connection_methods_need_a_postgresql_lab() -> None:
     lab = perflab.setup(scale="tiny", quiet=True)
     with pytest.raises(perflab.PerflabError, match="setup\\(database='postgres'\\)"):
         lab.app_database()
+
+
+@pytest.mark.skipif(not services.service_available("postgres"), reason="no PostgreSQL")
+def test_a_server_with_older_access_rules_lets_the_app_role_in_without_a_restart(
+    lab: Any,
+) -> None:
+    import time
+
+    import psycopg
+
+    from perflab.db_connections import ensure_app_role
+    from perflab.kernel import start_lab_service
+    from perflab.postgres import postgres_home
+
+    server = start_lab_service("postgres")
+    name = lab.database_settings["NAME"]
+    ident = postgres_home() / "data" / "pg_ident.conf"
+    older = "".join(line for line in ident.read_text().splitlines(True) if APP_ROLE not in line)
+
+    def app_role_logs_in() -> bool:
+        try:
+            psycopg.connect(host=server.host, port=server.port, user=APP_ROLE,
+                            dbname="postgres").close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    with server.connect() as conn:
+        started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+        ident.write_text(older)  # the rules an older perflab wrote: no mapping for APP_ROLE
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 5
+    while app_role_logs_in() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not app_role_logs_in()
+
+    ensure_app_role(server, name)
+
+    assert app_role_logs_in()
+    with server.connect() as conn:
+        assert conn.execute("SELECT pg_postmaster_start_time()").fetchone() == started

@@ -21,7 +21,7 @@ from typing import Any
 from perflab import kernel, services
 from perflab.errors import PerflabError, ServiceUnavailable
 from perflab.pgbouncer import PgBouncerService, pgbouncer_settings
-from perflab.postgres import APP_ROLE, PostgresClient
+from perflab.postgres import APP_ROLE, PostgresClient, refresh_access_rules
 from perflab.replica import add_alias
 
 __all__ = ["ConnectionWatch", "Pooling", "ensure_app_role"]
@@ -29,9 +29,9 @@ __all__ = ["ConnectionWatch", "Pooling", "ensure_app_role"]
 #: Seconds between two looks at pg_stat_activity while a block runs.
 SAMPLE_INTERVAL = 0.02
 _NO_ROLE_MAPPING = (
-    "Your PostgreSQL was started by an older perflab, which does not let you log in as the "
-    f"role {APP_ROLE}. Shut down the other notebooks' kernels (or run `python -m perflab "
-    "services stop-all`) so that it restarts with the new access rules, then run the cell again."
+    "Your PostgreSQL was started by an older perflab and, even with its access rules reloaded, "
+    f"does not let you log in as the role {APP_ROLE}. Shut down the other notebooks' kernels (or "
+    "run `python -m perflab services stop-all`) so that it restarts, then run the cell again."
 )
 
 
@@ -121,17 +121,20 @@ def ensure_app_role(server: PostgresClient, dbname: str) -> None:
     import psycopg
     from psycopg import sql
 
+    stale = False
     with server.connect() as conn:
         if _ident_mappings_readable(conn):  # PostgreSQL 15+ shows pg_ident.conf
             mapped = conn.execute(
                 "SELECT count(*) FROM pg_ident_file_mappings WHERE pg_username = %s",
                 (APP_ROLE,),
             ).fetchone()
-            if not mapped or not mapped[0]:
-                raise ServiceUnavailable(_NO_ROLE_MAPPING)
+            stale = not mapped or not mapped[0]
         with contextlib.suppress(psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
                          .format(sql.Identifier(APP_ROLE)))
+    if stale:  # a server started by an older perflab: give it today's rules, no restart
+        refresh_access_rules(server)
+        _wait_for_login(_AsRole(server, APP_ROLE), "postgres")
     role = sql.Identifier(APP_ROLE)
     with server.connect(dbname) as conn:
         conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
@@ -141,6 +144,21 @@ def ensure_app_role(server: PostgresClient, dbname: str) -> None:
                              "public TO {}").format(role))
         conn.execute(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}")
                      .format(role))
+
+
+def _wait_for_login(client: PostgresClient, dbname: str, timeout_s: float = 5.0) -> None:
+    """Wait until ``client`` may log in: the server reads reloaded rules a moment later."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with client.connect(dbname):
+                return
+        except psycopg.OperationalError as error:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"{_NO_ROLE_MAPPING}\n({error})") from error
+            time.sleep(0.05)
 
 
 def _ident_mappings_readable(conn: Any) -> bool:

@@ -42,6 +42,7 @@ __all__ = [
     "PostgresService",
     "find_bindir",
     "postgres_home",
+    "refresh_access_rules",
 ]
 
 #: PostgreSQL listens on no TCP port; the number only names its socket file (.s.PGSQL.5432).
@@ -158,6 +159,18 @@ class PostgresClient:
         with self.connect() as conn:
             row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         return row is not None
+
+
+def refresh_access_rules(server: PostgresClient) -> None:
+    """Rewrite the running server's access rules as this perflab writes them, and reload them.
+
+    A server started by an older perflab keeps the rules it started with (without a mapping
+    added since, such as ``APP_ROLE``'s); a reload applies the new ones without a restart.
+    """
+    service = PostgresService()
+    service._write_access_rules(service._run_as())
+    with server.connect() as conn:
+        conn.execute("SELECT pg_reload_conf()")
 
 
 class PostgresService(PostgresClient, Service):
