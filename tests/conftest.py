@@ -136,3 +136,42 @@ def scratch_table(lab) -> Iterator[Callable[..., Any]]:
     with conn.cursor() as cursor:
         for name in made:
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@pytest.fixture
+def killed_kernel(gone: Callable[..., bool]) -> Callable[[str], tuple[int, Path]]:
+    """Return a runner: killed_kernel("lab.replica()") starts that server from a kernel-like
+    process on a tiny PostgreSQL lab, SIGKILLs the process, checks the server died with it, and
+    returns the server's pid and folder (what a sweep must clean up)."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def run(start: str) -> tuple[int, Path]:
+        script = textwrap.dedent(f"""
+            import time
+            import perflab
+            lab = perflab.setup(database="postgres", scale="tiny", quiet=True)
+            server = {start}
+            print(server.pid, server.run_dir, flush=True)
+            time.sleep(600)
+        """)
+        kernel = subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+            cwd=repo / "demo_project", env={**os.environ, "PERFLAB_STRICT": "1"},
+        )
+        try:
+            assert kernel.stdout is not None
+            pid, folder = kernel.stdout.readline().split()
+            os.kill(kernel.pid, signal.SIGKILL)
+            kernel.wait(timeout=30)
+            assert gone([int(pid)], timeout=30)  # the parent-death signal stopped it
+            return int(pid), Path(folder)
+        finally:
+            if kernel.poll() is None:
+                kernel.kill()
+
+    return run

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,33 +160,12 @@ def test_pgbouncer_stops_and_removes_its_folder(lab: Any, gone: Any) -> None:
 
 
 @needs_pgbouncer
-def test_a_killed_kernel_s_pgbouncer_stops_and_is_cleaned_up(gone: Any) -> None:
-    script = textwrap.dedent("""
-        import time
-        import perflab
-        lab = perflab.setup(database="postgres", scale="tiny", quiet=True)
-        server = lab.pgbouncer()
-        print(server.pid, server.run_dir, flush=True)
-        time.sleep(600)
-    """)
-    kernel = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-        cwd=REPO / "demo_project", env={**os.environ, "PERFLAB_STRICT": "1"},
-    )
-    try:
-        assert kernel.stdout is not None
-        pid, folder = kernel.stdout.readline().split()
-        os.kill(kernel.pid, signal.SIGKILL)
-        kernel.wait(timeout=30)
-        assert gone([int(pid)], timeout=30)  # the parent-death signal stopped it
-        services.reap_orphans()  # forgets its record (and its folder, in the runtime folder)
-        replicas.remove_stray_folders(Path(folder).parent, older_than=0,
-                                      pattern=pgbouncers.FOLDER)
-        assert not Path(folder).exists()
-        assert int(pid) not in services.find_orphans()
-    finally:
-        if kernel.poll() is None:
-            kernel.kill()
+def test_a_killed_kernel_s_pgbouncer_stops_and_is_cleaned_up(killed_kernel: Any) -> None:
+    pid, folder = killed_kernel("lab.pgbouncer()")
+    services.reap_orphans()  # forgets its record (and its folder, in the runtime folder)
+    replicas.remove_stray_folders(folder.parent, older_than=0, pattern=pgbouncers.FOLDER)
+    assert not folder.exists()
+    assert pid not in services.find_orphans()
 
 
 def test_lab_pgbouncer_without_the_binary_says_how_to_install_it(

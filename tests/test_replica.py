@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import stat
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,43 +123,23 @@ def test_reset_keeps_the_replica_on_the_fresh_copy(lab: Any, replica: Any) -> No
 
 
 @needs_postgres
-def test_a_killed_kernel_s_replica_stops_with_it(tmp_path: Path, gone: Any) -> None:
-    script = textwrap.dedent("""
-        import sys, time
-        import perflab
-        lab = perflab.setup(database="postgres", scale="tiny", quiet=True)
-        server = lab.replica()
-        print(server.pid, server.run_dir, flush=True)
-        time.sleep(600)
-    """)
-    kernel = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-        cwd=REPO / "demo_project", env={**os.environ, "PERFLAB_STRICT": "1"},
-    )
-    try:
-        assert kernel.stdout is not None
-        pid, folder = kernel.stdout.readline().split()
-        os.kill(kernel.pid, signal.SIGKILL)
-        kernel.wait(timeout=30)
-        assert gone([int(pid)], timeout=30)  # the parent-death signal stopped it
-        assert Path(folder).exists()  # nobody removed the copy yet
-        services.reap_orphans()
-        replicas.remove_stray_folders(Path(folder).parent, older_than=0)
-        assert not Path(folder).exists()
-        slot = f"perflab_replica_{Path(folder).name.rsplit('-', 1)[-1]}"
-        from perflab.kernel import start_lab_service
+def test_a_killed_kernel_s_replica_stops_with_it(killed_kernel: Any) -> None:
+    _, folder = killed_kernel("lab.replica()")
+    assert folder.exists()  # nobody removed the copy yet
+    services.reap_orphans()
+    replicas.remove_stray_folders(folder.parent, older_than=0)
+    assert not folder.exists()
+    slot = f"perflab_replica_{folder.name.rsplit('-', 1)[-1]}"
+    from perflab.kernel import start_lab_service
 
-        primary = start_lab_service("postgres")
-        with primary.connect() as conn:
-            assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
-                                (slot,)).fetchone() == (1,)  # left on the primary
-        replicas.drop_stray_slots(primary, Path(folder).parent)
-        with primary.connect() as conn:
-            assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
-                                (slot,)).fetchone() == (0,)
-    finally:
-        if kernel.poll() is None:
-            kernel.kill()
+    primary = start_lab_service("postgres")
+    with primary.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                            (slot,)).fetchone() == (1,)  # left on the primary
+    replicas.drop_stray_slots(primary, folder.parent)
+    with primary.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                            (slot,)).fetchone() == (0,)
 
 
 def test_stray_folders_go_only_when_old_and_unrecorded(tmp_path: Path) -> None:
