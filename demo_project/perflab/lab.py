@@ -38,6 +38,7 @@ from perflab import measure as measuring
 from perflab import recorded as recordings
 from perflab import replica as replicas
 from perflab import seed as seeding
+from perflab.beyond import Beyond
 from perflab.client import Requests
 from perflab.databases import postgres_or_none, prepare_postgres, prepare_sqlite
 from perflab.django_setup import check_migrations_match_models, configure_django, use_database
@@ -60,7 +61,7 @@ TABLES = (
 
 
 @dataclass
-class Lab(Serving):
+class Lab(Serving, Beyond):
     """One notebook's lab: which database and scale it runs on, and the tools to measure it."""
 
     scale: seeding.Scale

@@ -8,6 +8,7 @@ else: no fake numbers.
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, metadata
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -23,6 +24,13 @@ VENDORS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 #: ``postgres`` is the server (for ``with lab.using("postgres")``); ``postgresql`` the lab's vendor.
 #: ``nginx`` is the edge ``lab.edge_cache`` starts; ``pgbouncer`` the pooler ``lab.pgbouncer``.
 SERVERS = ("memcached", "redis", "postgres", "nginx", "pgbouncer")
+#: Tools a cell can ask for, each with the function (``module:name``) that checks it is there and
+#: works: it returns ``(True, "")`` or ``(False, one clear line with the install command)``.
+TOOLS = {
+    "chromium": "perflab.browser:browser_status",
+    "pypy3": "perflab.interpreters:pypy_status",
+    "c-compiler": "perflab.native:compiler_status",
+}
 
 
 def requirement_met(spec: str) -> tuple[bool, str]:
@@ -31,6 +39,8 @@ def requirement_met(spec: str) -> tuple[bool, str]:
         return _vendor_met(spec.strip().lower())
     if spec.strip().lower() in SERVERS:
         return _server_met(spec.strip().lower())
+    if spec.strip().lower() in TOOLS:
+        return _tool_met(spec.strip().lower())
     try:
         requirement = Requirement(spec)
     except InvalidRequirement as exc:
@@ -67,3 +77,17 @@ def _server_met(name: str) -> tuple[bool, str]:
         f"Skipped: this cell needs a {name} server, which is not installed here.\n"
         f"{services.install_hint(name)}"
     )
+
+
+def _tool_met(name: str) -> tuple[bool, str]:
+    """Check a tool; a missing one is a skip for a learner and an error in strict mode (CI)."""
+    from perflab import services
+    from perflab.errors import ServiceUnavailable
+
+    module_name, function_name = TOOLS[name].split(":")
+    ok, why = getattr(import_module(module_name), function_name)()
+    if ok:
+        return True, ""
+    if services.is_strict():
+        raise ServiceUnavailable(f"PERFLAB_STRICT=1 and {name} is missing: {why}")
+    return False, f"Skipped: this cell needs {name}. {why}"
