@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+
 import django
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from perflab import magics, requires
-from perflab.errors import PerflabError
+from perflab.errors import PerflabError, ServiceUnavailable
 
 
 @pytest.fixture
@@ -92,3 +94,42 @@ def test_a_server_requirement_follows_what_is_installed(shell, capsys, monkeypat
     out = capsys.readouterr().out
     assert out.startswith("Skipped: this cell needs a redis server, which is not installed here.")
     assert "sudo apt-get install redis-server" in out
+
+
+def missing_tool() -> tuple[bool, str]:
+    return False, "no frobnicator here. Install: apt install frobnicator"
+
+
+def present_tool() -> tuple[bool, str]:
+    return True, ""
+
+
+def test_a_missing_tool_skips_the_cell_for_a_learner(shell, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("PERFLAB_STRICT", raising=False)
+    monkeypatch.setitem(requires.TOOLS, "frobnicator", f"{__name__}:missing_tool")
+    shell.user_ns.pop("tool_ran", None)
+    shell.run_cell_magic("requires", "frobnicator", "tool_ran = True")
+    assert "tool_ran" not in shell.user_ns
+    assert capsys.readouterr().out == (
+        "Skipped: this cell needs frobnicator. no frobnicator here. "
+        "Install: apt install frobnicator\n"
+    )
+
+
+def test_a_missing_tool_is_an_error_in_strict_mode(shell, monkeypatch) -> None:
+    monkeypatch.setenv("PERFLAB_STRICT", "1")
+    monkeypatch.setitem(requires.TOOLS, "frobnicator", f"{__name__}:missing_tool")
+    with pytest.raises(ServiceUnavailable, match="PERFLAB_STRICT=1 and frobnicator is missing"):
+        requires.requirement_met("frobnicator")
+
+
+def test_a_present_tool_runs_the_cell(shell, monkeypatch) -> None:
+    monkeypatch.setitem(requires.TOOLS, "frobnicator", f"{__name__}:present_tool")
+    shell.run_cell_magic("requires", "frobnicator", "tool_ran = 1")
+    assert shell.user_ns["tool_ran"] == 1
+
+
+def test_every_tool_names_a_status_function_that_exists() -> None:
+    for name, target in requires.TOOLS.items():
+        module_name, function_name = target.split(":")
+        assert callable(getattr(importlib.import_module(module_name), function_name)), name
