@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-default test-django61 site notebooks verify bench-seed lock clean FORCE
+.PHONY: help setup doctor lab test test-default test-django61 site notebooks verify bench-seed lock clean FORCE
 
 # A virtualenv made by another Python than the one asked for is rebuilt, not reused. "Asked
 # for" means PYTHON given on the command line or in the environment: without it, the existing
@@ -34,6 +34,7 @@ endif
 help:
 	@echo "django-perf-workshop"
 	@echo
+	@echo "  make doctor      set up, then check this machine for every lesson: one fix per problem"
 	@echo "  make lab         set up, build the small database, open JupyterLab on lesson 00"
 	@echo "  make test        set up, lint, run the unit tests and every notebook (nbval), at small and default"
 	@echo "  make test-default  only the notebooks, at the default scale (10x the data)"
@@ -71,6 +72,10 @@ $(STAMP): requirements.txt pyproject.toml $(if $(REBUILD_VENV),FORCE) | $(BIN)/p
 	@touch $@
 
 setup: $(STAMP)
+
+# The preflight a learner runs before the day: Python, packages, servers, tools, ports, disk, memory.
+doctor: $(STAMP)
+	$(BIN)/python -m perflab doctor
 
 lab: $(STAMP)
 	@echo "Preparing the $${PERFLAB_SCALE:-small} database..."

@@ -103,6 +103,12 @@ def _cmd_times(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    return doctor.main()
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from . import notebooks, verify
 
@@ -235,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one chore and return its exit code."""
     parser = argparse.ArgumentParser(prog="python -m perflab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("doctor", help="preflight: is this machine ready for every lesson? "
+                       "one line per check, each problem with the command that fixes it")
+    p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser("seed", help="build the template database for a scale (once)")
     p.add_argument("--scale", help="tiny, small, default or large (default: $PERFLAB_SCALE, "

@@ -42,7 +42,9 @@ __all__ = [
     "RedisService",
     "ReplicaService",
     "Service",
+    "binary_path",
     "find_orphans",
+    "install_commands",
     "install_hint",
     "is_strict",
     "missing_binary_message",
@@ -78,6 +80,16 @@ def is_strict() -> bool:
 def install_hint(name: str) -> str:
     """Return the install commands for a service's server, one line per package manager."""
     return _installable(name).install_hint()
+
+
+def install_commands(name: str) -> dict[str, str]:
+    """Return the command that installs a server, per installer ("apt", "brew", "conda")."""
+    return _installable(name).install_commands()
+
+
+def binary_path(name: str) -> str | None:
+    """Return the path of a server's program, or None when it is not installed."""
+    return _installable(name).find_binary()
 
 
 def missing_binary_message(name: str) -> str:
