@@ -43,7 +43,7 @@ help:
 	@echo "  make notebooks   re-execute every notebook in place, keep the most typical of RUNS=5 runs"
 	@echo "  make verify      re-run every notebook (not saved): do the committed ratios reproduce?"
 	@echo "  make bench-seed  build the large template on SQLite and PostgreSQL, report rows/s (~30 s)"
-	@echo "  make lock        recompile requirements.txt from requirements.in (uv $(UV_VERSION))"
+	@echo "  make lock        recompile requirements.txt from requirements.in (uv $(UV_VERSION)), copy it to binder/"
 	@echo "  make setup       only create $(VENV) and install the pinned packages"
 	@echo "  make clean       remove $(VENV)"
 	@echo
@@ -156,6 +156,10 @@ lock: | $(BIN)/python
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --disable-pip-version-check -q uv==$(UV_VERSION)
 	$(BIN)/uv pip compile --python-version $(MIN_PYTHON) requirements.in -o requirements.txt \
 	  --custom-compile-command "make lock"
+	@{ echo "# The pip lock (requirements.txt), copied here by make lock. repo2docker installs this file"; \
+	  echo "# before it copies the repository, so Binder reuses the installed packages until the"; \
+	  echo "# pins change (a -r ../requirements.txt line would reinstall them after any edit)."; \
+	  grep -v '^#' requirements.txt; } > binder/requirements.txt
 
 clean:
 	rm -rf $(VENV) $(NEXT_VENV)
