@@ -66,9 +66,12 @@ $(BIN)/python: $(if $(REBUILD_VENV),FORCE)
 
 # The pinned packages and the project (editable). Re-runs when the lock or pyproject changes,
 # or into a rebuilt virtualenv (make would otherwise go by the stamp it saw before the rebuild).
+# uv installs the same lock as pip would, several times faster (a fresh clone to a running
+# JupyterLab in well under 30 s on a warm cache); pip only installs uv itself.
 $(STAMP): requirements.txt pyproject.toml $(if $(REBUILD_VENV),FORCE) | $(BIN)/python
-	@echo "Installing the pinned packages into $(VENV) (a while the first time)..."
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt -e .
+	@echo "Installing the pinned packages into $(VENV) with uv (a while the first time)..."
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --disable-pip-version-check -q uv==$(UV_VERSION)
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt -e .
 	@touch $@
 
 setup: $(STAMP)
@@ -77,11 +80,14 @@ setup: $(STAMP)
 doctor: $(STAMP)
 	$(BIN)/python -m perflab doctor
 
+# JupyterLab opens lesson 00 with the repository as its root, so the README, the glossary and the
+# demo project are one click away. LAB_ARGS passes options on (e.g. LAB_ARGS=--no-browser).
 lab: $(STAMP)
 	@echo "Preparing the $${PERFLAB_SCALE:-small} database..."
 	@out=$$($(BIN)/python -m perflab seed --scale $${PERFLAB_SCALE:-small} 2>&1) \
 	  || { printf '%s\n' "$$out" >&2; exit 1; }
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00-start-here.ipynb
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir="$(CURDIR)" \
+	  $(LAB_ARGS) notebooks/00-start-here.ipynb
 
 # One pytest run: unit tests plus every notebook (nbval) at the small scale, then every notebook
 # again at the default scale (test-default). The orphan check runs even when pytest fails, so a
@@ -129,10 +135,11 @@ test-django61:
 	  echo >&2 "error: Django 6.1 needs Python 3.12+; '$(NEXT_PYTHON)' is missing or older" \
 	    "(try make test-django61 NEXT_PYTHON=python3.13)."; exit 1; }
 	test -x $(NEXT_VENV)/bin/python || $(NEXT_PYTHON) -m venv $(NEXT_VENV)
-	$(NEXT_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements.txt -e .
-	$(NEXT_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(NEXT_DJANGO)"
+	test -x $(NEXT_VENV)/bin/uv || $(NEXT_VENV)/bin/python -m pip install --disable-pip-version-check -q uv==$(UV_VERSION)
+	$(NEXT_VENV)/bin/uv pip install -q --python $(NEXT_VENV)/bin/python -r requirements.txt -e .
+	$(NEXT_VENV)/bin/uv pip install -q --python $(NEXT_VENV)/bin/python "$(NEXT_DJANGO)"
 	# django-postgres-extra requires Django < 6.0: lesson 11 uses plain SQL partitioning here.
-	$(NEXT_VENV)/bin/python -m pip uninstall --disable-pip-version-check -q -y django-postgres-extra
+	$(NEXT_VENV)/bin/uv pip uninstall -q --python $(NEXT_VENV)/bin/python django-postgres-extra
 	$(NEXT_VENV)/bin/python -m pip check
 	@$(NEXT_VENV)/bin/python -c 'import django, sys; print("Django", django.get_version(), "on Python", sys.version.split()[0])'
 	@status=0; \

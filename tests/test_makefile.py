@@ -67,7 +67,7 @@ def test_make_reinstalls_the_packages_into_a_rebuilt_venv(tmp_path: Path) -> Non
 
     result = run_make("-n", "setup", f"VENV={venv}", python=sys.executable)
 
-    assert f"{venv}/bin/python -m pip install" in result.stdout
+    assert f"{venv}/bin/uv pip install" in result.stdout
 
 
 def test_make_keeps_a_venv_of_the_same_python_version(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_make_keeps_a_venv_of_the_same_python_version(tmp_path: Path) -> None:
     result = run_make("-n", "setup", f"VENV={venv}", python=sys.executable)
 
     assert result.returncode == 0, result.stderr
-    assert f"{venv}/bin/python -m pip install" in result.stdout  # the dry run got that far
+    assert f"{venv}/bin/uv pip install" in result.stdout  # the dry run got that far
     assert "note:" not in result.stdout
     assert "-m venv" not in result.stdout
 
@@ -88,7 +88,7 @@ def test_make_keeps_any_venv_when_python_is_not_given(tmp_path: Path) -> None:
     result = run_make("-n", "setup", f"VENV={venv}", python=None)
 
     assert result.returncode == 0, result.stderr
-    assert f"{venv}/bin/python -m pip install" in result.stdout
+    assert f"{venv}/bin/uv pip install" in result.stdout
     assert "note:" not in result.stdout
     assert "-m venv" not in result.stdout
 
