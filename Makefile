@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup doctor lab test test-default test-django61 site notebooks verify bench-seed lock clean FORCE
+.PHONY: help setup doctor lab budget test test-default test-django61 site notebooks verify bench-seed lock clean FORCE
 
 # A virtualenv made by another Python than the one asked for is rebuilt, not reused. "Asked
 # for" means PYTHON given on the command line or in the environment: without it, the existing
@@ -41,6 +41,7 @@ help:
 	@echo "  make test-django61  the same tests on Django 6.1 (needs python3.12+, NEXT_PYTHON=...)"
 	@echo "  make site        run the shop in a browser with django-debug-toolbar (PORT=8000)"
 	@echo "  make notebooks   re-execute every notebook in place, keep the most typical of RUNS=5 runs"
+	@echo "  make budget      run every lesson once at small: wall time and peak memory (RECORD=1 keeps it)"
 	@echo "  make verify      re-run every notebook (not saved): do the committed ratios reproduce?"
 	@echo "  make bench-seed  build the large template on SQLite and PostgreSQL, report rows/s (~30 s)"
 	@echo "  make lock        recompile requirements.txt from requirements.in (uv $(UV_VERSION)), copy it to binder/"
@@ -151,6 +152,11 @@ test-django61:
 RUNS ?= 5
 notebooks: $(STAMP)
 	$(BIN)/python -m perflab notebooks --runs $(RUNS)
+
+# Each lesson once at small, not saved: wall time and peak memory of its whole process tree.
+# RECORD=1 keeps the run in notebooks/recorded/budget.json and the README's budget table.
+budget: $(STAMP)
+	$(BIN)/python -m perflab budget $(if $(RECORD),--record)
 
 # Re-run the lessons without saving and check every committed ratio against today's.
 verify: $(STAMP)

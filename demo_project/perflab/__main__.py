@@ -103,6 +103,26 @@ def _cmd_times(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_budget(args: argparse.Namespace) -> int:
+    from . import budget, notebooks, seed
+
+    scale = seed.resolve_scale(args.scale).name
+    if args.record and args.paths:
+        print("--record keeps a run of every lesson: run it without naming lessons.")
+        return 2
+    paths = [Path(p).resolve() for p in args.paths] or notebooks.lesson_paths()
+    rows = budget.run(paths, scale=scale)
+    print(budget.table(rows).splitlines()[-1])
+    failed = [row for row in rows if not row.ok]
+    if args.record and not failed:
+        record = budget.write_record(rows, scale=scale)
+        budget.write_readme(notebooks.README, record)
+        print(f"recorded: {budget.RECORD.relative_to(notebooks.REPO_ROOT)} and the README's table")
+    elif args.record:
+        print("not recorded: a lesson failed or went over budget")
+    return 1 if failed else 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from . import doctor
 
@@ -241,6 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run one chore and return its exit code."""
     parser = argparse.ArgumentParser(prog="python -m perflab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("budget", help="run each lesson once (not saved) and report its wall "
+                       "time and peak memory, whole process tree; --record keeps it for the README")
+    p.add_argument("paths", nargs="*", help="only these notebooks (default: all lessons)")
+    p.add_argument("--scale", default="small")
+    p.add_argument("--record", action="store_true",
+                   help="write notebooks/recorded/budget.json and the README's budget table")
+    p.set_defaults(func=_cmd_budget)
 
     p = sub.add_parser("doctor", help="preflight: is this machine ready for every lesson? "
                        "one line per check, each problem with the command that fixes it")
