@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from django.urls import path
 
-from shop import api, async_views, connection_views, http_views, views, webhooks
+from shop import (
+    api,
+    async_views,
+    connection_views,
+    framework_views,
+    http_views,
+    ninja_api,
+    thirdparty_views,
+    views,
+    webhooks,
+)
 
 app_name = "shop"
 
@@ -35,4 +45,13 @@ urlpatterns = [
          name="shipping-quotes-gather"),
     path("products/<slug:slug>/quotes/blocking/", async_views.shipping_quotes_blocking,
          name="shipping-quotes-blocking"),
+    # Lesson 15: the product page with third-party scripts loaded five ways.
+    path("products/<slug:slug>/scripts/<str:loading>/", thirdparty_views.product_with_scripts,
+         name="product-with-scripts"),
+    # Lesson 18: one JSON endpoint in DRF, Django Ninja and an async view (FastAPI: its own app).
+    path("lesson18/drf/categories/<int:category_id>/top-products/",
+         framework_views.TopProductsAPIView.as_view(), name="lesson18-drf"),
+    path("lesson18/ninja/", ninja_api.api.urls),
+    path("lesson18/async/categories/<int:category_id>/top-products/",
+         framework_views.top_products_async, name="lesson18-async"),
 ]
