@@ -62,7 +62,8 @@ SERVICES = ("memcached", "redis", "postgres")
 #: Servers perflab.web, perflab.tasks_worker, perflab.edge, perflab.replica and perflab.pgbouncer
 #: start (gunicorn, the slow upstream, SMTP, a Celery worker, nginx, PostgreSQL replicas,
 #: PgBouncer): started by their own calls on ``lab``, reaped here too.
-WEB_SERVICES = ("gunicorn", "upstream", "smtp", "celery", "nginx", "replica", "pgbouncer")
+WEB_SERVICES = ("gunicorn", "upstream", "smtp", "celery", "nginx", "replica", "pgbouncer",
+                "thirdparty")
 SERVICE_CLASSES: dict[str, type[Service]] = {
     "memcached": MemcachedService,
     "redis": RedisService,
