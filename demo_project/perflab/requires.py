@@ -30,6 +30,7 @@ TOOLS = {
     "chromium": "perflab.browser:browser_status",
     "pypy3": "perflab.interpreters:pypy_status",
     "c-compiler": "perflab.native:compiler_status",
+    "pony": "perflab.frameworks:pony_status",
 }
 
 
