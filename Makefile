@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup doctor lab budget test test-default test-django61 site notebooks verify bench-seed lock clean FORCE
+.PHONY: help setup doctor lab budget docs test test-default test-django61 site notebooks verify bench-seed lock clean FORCE
 
 # A virtualenv made by another Python than the one asked for is rebuilt, not reused. "Asked
 # for" means PYTHON given on the command line or in the environment: without it, the existing
@@ -40,6 +40,7 @@ help:
 	@echo "  make test-default  only the notebooks, at the default scale (10x the data)"
 	@echo "  make test-django61  the same tests on Django 6.1 (needs python3.12+, NEXT_PYTHON=...)"
 	@echo "  make site        run the shop in a browser with django-debug-toolbar (PORT=8000)"
+	@echo "  make docs        build the workshop as a static site in build/docs (offline), check it in Chromium"
 	@echo "  make notebooks   re-execute every notebook in place, keep the most typical of RUNS=5 runs"
 	@echo "  make budget      run every lesson once at small: wall time and peak memory (RECORD=1 keeps it)"
 	@echo "  make verify      re-run every notebook (not saved): do the committed ratios reproduce?"
@@ -147,6 +148,11 @@ test-django61:
 	$(NEXT_VENV)/bin/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env tests notebooks || status=$$?; \
 	$(NEXT_VENV)/bin/python -m perflab services check-orphans || { [ $$status -ne 0 ] || status=1; }; \
 	exit $$status
+
+# The workshop as a static site, from the committed outputs (nothing runs), then every page,
+# chart and internal link checked in a headless Chromium.
+docs: $(STAMP)
+	$(BIN)/python -m perflab docs --check
 
 # Each lesson runs RUNS times; the run whose farthest ratio sits closest to the runs' medians is kept.
 RUNS ?= 5

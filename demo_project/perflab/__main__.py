@@ -49,6 +49,10 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
         print(f"navigation updated: {path.name}")
     for path in handouts.write_handouts(notebooks.lesson_paths(), notebooks.NOTEBOOKS):
         print(f"handout updated: {path.name}")
+    from . import docs_site
+
+    if docs_site.write_readme_badge():
+        print("README's Binder badge updated from [tool.perflab] repository")
     if args.no_execute:
         for path in notebooks.update_times(notebooks.lesson_paths()):
             print(f"time updated: {path.name}")
@@ -121,6 +125,30 @@ def _cmd_budget(args: argparse.Namespace) -> int:
     elif args.record:
         print("not recorded: a lesson failed or went over budget")
     return 1 if failed else 0
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from . import docs_site
+
+    output, warnings = docs_site.build()
+    print(f"built {output} (from the committed notebooks, nothing executed): "
+          f"{len(warnings)} Sphinx warnings")
+    for line in warnings:
+        print(f"  {line}")
+    if not args.check:
+        return 1 if warnings else 0
+    from . import browser, docs_check, services
+
+    ok, why = browser.browser_status()
+    if not ok:
+        print(f"site not checked in a browser: {why}")
+        return 1 if services.is_strict() or warnings else 0
+    report = docs_check.check_site(
+        output, docs_site.NOTEBOOKS,
+        {"executable_path": browser.find_browser(), "args": browser.chromium_args()},
+    )
+    print(report)
+    return 1 if warnings or report.problems else 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -269,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--record", action="store_true",
                    help="write notebooks/recorded/budget.json and the README's budget table")
     p.set_defaults(func=_cmd_budget)
+
+    p = sub.add_parser("docs", help="build the workshop's static site into build/docs from the "
+                       "committed notebooks (offline); --check opens every page in Chromium")
+    p.add_argument("--check", action="store_true",
+                   help="then check every page, chart and internal link in a headless browser")
+    p.set_defaults(func=_cmd_docs)
 
     p = sub.add_parser("doctor", help="preflight: is this machine ready for every lesson? "
                        "one line per check, each problem with the command that fixes it")
