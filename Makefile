@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup doctor lab budget docs test test-default test-django61 site notebooks verify bench-seed lock clean FORCE
+.PHONY: help setup doctor lab budget docs test test-small test-default test-scale test-django61 site notebooks verify bench-seed lock clean FORCE
 
 # A virtualenv made by another Python than the one asked for is rebuilt, not reused. "Asked
 # for" means PYTHON given on the command line or in the environment: without it, the existing
@@ -37,6 +37,7 @@ help:
 	@echo "  make doctor      set up, then check this machine for every lesson: one fix per problem"
 	@echo "  make lab         set up, build the small database, open JupyterLab on lesson 00"
 	@echo "  make test        set up, lint, run the unit tests and every notebook (nbval), at small and default"
+	@echo "  make test-small    only the notebooks, at the small scale"
 	@echo "  make test-default  only the notebooks, at the default scale (10x the data)"
 	@echo "  make test-django61  the same tests on Django 6.1 (needs python3.12+, NEXT_PYTHON=...)"
 	@echo "  make site        run the shop in a browser with django-debug-toolbar (PORT=8000)"
@@ -91,34 +92,43 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir="$(CURDIR)" \
 	  $(LAB_ARGS) notebooks/00-start-here.ipynb
 
-# One pytest run: unit tests plus every notebook (nbval) at the small scale, then every notebook
-# again at the default scale (test-default). The orphan check runs even when pytest fails, so a
-# leaked server is reported either way.
+# The unit tests, then every notebook (nbval) at the small scale (test-small), then at the
+# default scale (test-default). The notebooks run in a pytest of their own, in a state folder of
+# their own: each lesson's memory peak then counts its own servers, not a PostgreSQL the unit
+# tests left attached to a shared pytest process. The orphan check runs even when pytest fails,
+# so a leaked server is reported either way.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	@status=0; \
-	echo "$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env tests notebooks"; \
-	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env tests notebooks || status=$$?; \
+	echo "$(BIN)/python -m pytest -p no:cacheprovider tests"; \
+	$(BIN)/python -m pytest -p no:cacheprovider tests || status=$$?; \
 	if [ $$status -eq 5 ]; then \
 	  echo >&2 "make test: pytest collected no tests (exit 5). That is a failure here."; \
 	fi; \
+	$(MAKE) --no-print-directory test-small || { [ $$status -ne 0 ] || status=1; }; \
 	$(MAKE) --no-print-directory test-default || { [ $$status -ne 0 ] || status=1; }; \
 	echo "$(BIN)/python -m perflab services check-orphans"; \
 	$(BIN)/python -m perflab services check-orphans || { [ $$status -ne 0 ] || status=1; }; \
 	exit $$status
 
-# The lessons on ten times the data (PERFLAB_SCALE=default), in a state folder of their own whose
-# templates are built first, so no checked cell shows a build in progress. Cells tagged
-# scale-dependent print the data's own numbers: there they run, but their output isn't compared.
-test-default: $(STAMP)
+# The lessons at one scale (SCALE), in a state folder of their own whose templates are built
+# first, so no checked cell shows a build in progress. At default (ten times the data), cells
+# tagged scale-dependent print the data's own numbers: there they run, but aren't compared.
+SCALE ?= small
+PYTEST ?= $(BIN)/python
+test-small:
+	@$(MAKE) --no-print-directory test-scale SCALE=small
+test-default:
+	@$(MAKE) --no-print-directory test-scale SCALE=default
+test-scale: $(STAMP)
 	@home=$$(mktemp -d); status=0; \
-	echo "PERFLAB_SCALE=default $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env notebooks"; \
-	PERFLAB_HOME=$$home $(BIN)/python -m perflab seed --scale default || status=$$?; \
-	PERFLAB_HOME=$$home $(BIN)/python -m perflab seed --scale default --database postgres \
+	echo "PERFLAB_SCALE=$(SCALE) $(PYTEST) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env notebooks"; \
+	PERFLAB_HOME=$$home $(PYTEST) -m perflab seed --scale $(SCALE) || status=$$?; \
+	PERFLAB_HOME=$$home $(PYTEST) -m perflab seed --scale $(SCALE) --database postgres \
 	  || [ "$${PERFLAB_STRICT:-0}" != 1 ] || status=1; \
-	[ $$status -ne 0 ] || PERFLAB_HOME=$$home PERFLAB_SCALE=default \
-	  $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env notebooks || status=$$?; \
-	PERFLAB_HOME=$$home $(BIN)/python -m perflab services stop-all >/dev/null || status=1; \
+	[ $$status -ne 0 ] || PERFLAB_HOME=$$home PERFLAB_SCALE=$(SCALE) \
+	  $(PYTEST) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env notebooks || status=$$?; \
+	PERFLAB_HOME=$$home $(PYTEST) -m perflab services stop-all >/dev/null || status=1; \
 	rm -rf "$$home"; \
 	exit $$status
 
@@ -145,7 +155,9 @@ test-django61:
 	$(NEXT_VENV)/bin/python -m pip check
 	@$(NEXT_VENV)/bin/python -c 'import django, sys; print("Django", django.get_version(), "on Python", sys.version.split()[0])'
 	@status=0; \
-	$(NEXT_VENV)/bin/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env tests notebooks || status=$$?; \
+	$(NEXT_VENV)/bin/python -m pytest -p no:cacheprovider tests || status=$$?; \
+	$(MAKE) --no-print-directory test-scale SCALE=small PYTEST=$(NEXT_VENV)/bin/python \
+	  || { [ $$status -ne 0 ] || status=1; }; \
 	$(NEXT_VENV)/bin/python -m perflab services check-orphans || { [ $$status -ne 0 ] || status=1; }; \
 	exit $$status
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from perflab.upstream import serve
 
 __all__ = ["SCRIPTS", "main"]
 
@@ -69,18 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay-ms", type=float, default=300.0)
     parser.add_argument("--busy-ms", type=float, default=50.0)
     args = parser.parse_args(argv)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port),
-                                 _handler(args.delay_ms / 1000, args.busy_ms),
-                                 bind_and_activate=False)
-    server.daemon_threads = True
-    server.request_queue_size = 128
-    try:
-        server.server_bind()
-        server.server_activate()
-    except BaseException:
-        server.server_close()
-        raise
-    server.serve_forever()
+    serve(args.port, _handler(args.delay_ms / 1000, args.busy_ms), backlog=128)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import json
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["main"]
+__all__ = ["main", "serve"]
 
 
 def _handler(delay_s: float) -> type[BaseHTTPRequestHandler]:
@@ -47,13 +47,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=100.0)
     args = parser.parse_args(argv)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(args.delay_ms / 1000),
-                                 bind_and_activate=False)
+    serve(args.port, _handler(args.delay_ms / 1000))
+
+
+def serve(port: int, handler: type[BaseHTTPRequestHandler], *, backlog: int = 1024) -> None:
+    """Serve ``handler`` on 127.0.0.1:``port``, a thread per request, until the process ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler, bind_and_activate=False)
     server.daemon_threads = True
     # listen()'s backlog: socketserver's default of 5 drops the SYNs of a burst of new
     # connections (an async page asking several things at once), and each dropped client
     # waits a second to try again, a delay that would be blamed on the page.
-    server.request_queue_size = 1024
+    server.request_queue_size = backlog
     try:
         server.server_bind()
         server.server_activate()
