@@ -74,7 +74,7 @@ $(BIN)/python: $(if $(REBUILD_VENV),FORCE)
 $(STAMP): requirements.txt pyproject.toml $(if $(REBUILD_VENV),FORCE) | $(BIN)/python
 	@echo "Installing the pinned packages into $(VENV) with uv (a while the first time)..."
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --disable-pip-version-check -q uv==$(UV_VERSION)
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt -e .
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements.txt -e .
 	@touch $@
 
 setup: $(STAMP)
@@ -148,8 +148,8 @@ test-django61:
 	    "(try make test-django61 NEXT_PYTHON=python3.13)."; exit 1; }
 	test -x $(NEXT_VENV)/bin/python || $(NEXT_PYTHON) -m venv $(NEXT_VENV)
 	test -x $(NEXT_VENV)/bin/uv || $(NEXT_VENV)/bin/python -m pip install --disable-pip-version-check -q uv==$(UV_VERSION)
-	$(NEXT_VENV)/bin/uv pip install -q --python $(NEXT_VENV)/bin/python -r requirements.txt -e .
-	$(NEXT_VENV)/bin/uv pip install -q --python $(NEXT_VENV)/bin/python "$(NEXT_DJANGO)"
+	$(NEXT_VENV)/bin/uv pip install -q --compile-bytecode --python $(NEXT_VENV)/bin/python -r requirements.txt -e .
+	$(NEXT_VENV)/bin/uv pip install -q --compile-bytecode --python $(NEXT_VENV)/bin/python "$(NEXT_DJANGO)"
 	# django-postgres-extra requires Django < 6.0: lesson 11 uses plain SQL partitioning here.
 	$(NEXT_VENV)/bin/uv pip uninstall -q --python $(NEXT_VENV)/bin/python django-postgres-extra
 	$(NEXT_VENV)/bin/python -m pip check
