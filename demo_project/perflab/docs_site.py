@@ -59,10 +59,6 @@ class Settings:
     repository: str  # "owner/name" on GitHub
     branch: str
 
-    @property
-    def placeholder(self) -> bool:
-        return self.repository.startswith("OWNER/")
-
     def blob(self, path: str) -> str:
         return f"https://github.com/{self.repository}/blob/{self.branch}/{path}"
 

@@ -31,8 +31,6 @@ MIN_AVAILABLE_MEMORY_GB = 1.5
 MIN_PYTHON = (3, 11)
 #: The port JupyterLab tries first (it moves on to the next free one by itself).
 JUPYTER_PORT = 8888
-#: The servers lessons start (the README's table says which lesson needs which).
-SERVERS = ("memcached", "redis", "postgres", "nginx", "pgbouncer")
 
 
 @dataclass(frozen=True)
@@ -93,6 +91,7 @@ def check_packages() -> Check:
 
 def check_servers() -> Iterator[Check]:
     from perflab import services
+    from perflab.requires import SERVERS
 
     for name in SERVERS:
         binary = services.binary_path(name)
