@@ -88,7 +88,8 @@ class CapacityPlan:
             f"x {self.peak_factor:g} at the busiest hour (assumed) = {self.peak_rps:,.1f} "
             "requests/s at peak",
             f"/ ({self.rps_per_core:,.0f} requests/s per core, measured, x "
-            f"{self.utilisation:.0%} target utilisation) = {self.cores:,} cores",
+            f"{self.utilisation:.0%} target utilisation) = {self.cores:,} "
+            f"core{'s' if self.cores != 1 else ''}",
             f"/ {self.cores_per_server} cores per server = {self.servers:,} "
             f"server{'s' if self.servers != 1 else ''}",
         ]

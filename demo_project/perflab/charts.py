@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from perflab.formatting import format_ratio
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from perflab.load import LoadResult
     from perflab.measure import Measurement
 
-__all__ = ["bar_chart", "load_chart", "scaling_chart", "show"]
+__all__ = ["bar_chart", "load_chart", "scaling_chart", "show", "waterfall_chart"]
 
 _BASELINE_COLOR = "#9e9e9e"
 _COLOR = "#2a7ab0"
@@ -186,3 +186,36 @@ def load_chart(
     if title:
         fig.suptitle(title)
     return _finish(fig, plt)
+
+
+def waterfall_chart(
+    steps: Mapping[str, Sequence[LoadResult]], ceilings: Mapping[str, LoadResult], *, title: str
+) -> Figure:
+    """Draw load results step by step per scale: rps per server core above, p95 below."""
+    plt = _pyplot()
+    scales = list(steps)
+    labels = [r.label for r in steps[scales[0]]]
+    if any([r.label for r in steps[scale]] != labels for scale in scales):
+        raise ValueError("Every scale needs the same steps, in the same order.")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10.0, 6.4), sharex=True)
+    width = 0.8 / len(scales)
+    colors = ["#2a7ab0", "#e08a2c", "#5a9e4b"]
+    for i, scale in enumerate(scales):
+        xs = [x + (i - (len(scales) - 1) / 2) * width for x in range(len(labels))]
+        color = colors[i % len(colors)]
+        per_core = [r.rps_per_core or 0.0 for r in steps[scale]]
+        top.bar(xs, per_core, width, color=color, label=scale)
+        ceiling = ceilings.get(scale)
+        if ceiling is not None and ceiling.rps_per_core:
+            top.axhline(ceiling.rps_per_core, color=color, linestyle="--", linewidth=1,
+                        label=f"{scale}: precomputed bytes")
+        bottom.bar(xs, [r.p95_ms for r in steps[scale]], width, color=color, label=scale)
+    top.set_ylabel("requests/s per server core")
+    top.set_title(title)
+    top.legend(fontsize="small", ncol=2)
+    bottom.set_ylabel("p95 latency, ms (log)")
+    bottom.set_yscale("log")
+    bottom.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    fig = _finish(fig, plt)
+    show(fig)
+    return fig

@@ -7,6 +7,7 @@ from django.urls import path
 from shop import (
     api,
     async_views,
+    capstone_views,
     connection_views,
     framework_views,
     http_views,
@@ -54,4 +55,14 @@ urlpatterns = [
     path("lesson18/ninja/", ninja_api.api.urls),
     path("lesson18/async/categories/<int:category_id>/top-products/",
          framework_views.top_products_async, name="lesson18-async"),
+    # Lesson 25: the product API at each step from naive to fastest, and the ceiling.
+    path("capstone/naive/products/", capstone_views.NaiveProducts.as_view(),
+         name="capstone-naive"),
+    path("capstone/queries/products/", capstone_views.QueriedProducts.as_view(),
+         name="capstone-queries"),
+    path("capstone/keyset/products/", capstone_views.KeysetProducts.as_view(),
+         name="capstone-keyset"),
+    path("capstone/plain/products/", capstone_views.plain_products, name="capstone-plain"),
+    path("capstone/cached/products/", capstone_views.cached_products, name="capstone-cached"),
+    path("capstone/bytes/", capstone_views.precomputed_bytes, name="capstone-bytes"),
 ]
