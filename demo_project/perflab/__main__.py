@@ -56,7 +56,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     if args.no_execute:
         for path in notebooks.update_times(notebooks.lesson_paths()):
             print(f"time updated: {path.name}")
-        return 0
+        return _write_guide()
     failed = 0
     for path in paths:
         if args.runs > 1:
@@ -84,6 +84,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
         failed += bool(report.errors) or over
     for path in notebooks.update_times(notebooks.lesson_paths()):
         print(f"time updated: {path.name}")
+    _write_guide()
     return 1 if failed else 0
 
 
@@ -104,7 +105,21 @@ def _cmd_times(args: argparse.Namespace) -> int:
               f"{time.optional} min optional")
     for path in notebooks.update_times(notebooks.lesson_paths()):
         print(f"time updated: {path.name}")
+    _write_guide()
     return 1 if failed else 0
+
+
+def _write_guide() -> int:
+    """Rewrite the instructor guide's lesson times, sizing and links: they follow the lessons."""
+    from . import classroom
+
+    return classroom.main(check=False)
+
+
+def _cmd_classroom(args: argparse.Namespace) -> int:
+    from . import classroom
+
+    return classroom.main(check=args.check)
 
 
 def _cmd_budget(args: argparse.Namespace) -> int:
@@ -122,6 +137,7 @@ def _cmd_budget(args: argparse.Namespace) -> int:
         record = budget.write_record(rows, scale=scale)
         budget.write_readme(notebooks.README, record)
         print(f"recorded: {budget.RECORD.relative_to(notebooks.REPO_ROOT)} and the README's table")
+        _write_guide()
     elif args.record:
         print("not recorded: a lesson failed or went over budget")
     return 1 if failed else 0
@@ -297,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--record", action="store_true",
                    help="write notebooks/recorded/budget.json and the README's budget table")
     p.set_defaults(func=_cmd_budget)
+
+    p = sub.add_parser("classroom", help="rewrite the instructor guide's generated parts (lesson "
+                       "times, hub sizing, links); --check exits 1 when they are stale")
+    p.add_argument("--check", action="store_true", help="change nothing: is the guide current?")
+    p.set_defaults(func=_cmd_classroom)
 
     p = sub.add_parser("docs", help="build the workshop's static site into build/docs from the "
                        "committed notebooks (offline); --check opens every page in Chromium")

@@ -28,7 +28,7 @@ from perflab.paths import REPO_ROOT
 __all__ = ["Settings", "binder_badge", "build", "settings", "stage", "write_readme_badge"]
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
-HANDOUTS = ("glossary.md", "cheat-sheet.md")
+HANDOUTS = ("glossary.md", "cheat-sheet.md", "instructor-guide.md")
 SOURCE = REPO_ROOT / "build" / "docs-src"
 OUTPUT = REPO_ROOT / "build" / "docs"
 #: An address nothing listens on: a build that tries the network fails instead of waiting.
@@ -136,7 +136,8 @@ def _contents(lessons: list[dict[str, Any]], s: Settings) -> str:
         lines.append(f"- [{lesson['title']}](notebooks/{lesson['name']}) ({lesson['time']}): "
                      f"{lesson['summary']}")
     lines += ["", "## Handouts", "", "- [Glossary](notebooks/glossary.md)",
-              "- [Cheat sheet](notebooks/cheat-sheet.md)", "",
+              "- [Cheat sheet](notebooks/cheat-sheet.md)",
+              "- [Instructor guide](notebooks/instructor-guide.md)", "",
               "```{toctree}", ":hidden:", ":caption: Lessons", ""]
     lines += [f"notebooks/{lesson['name']}" for lesson in lessons]
     lines += ["```", "", "```{toctree}", ":hidden:", ":caption: Handouts", "",
