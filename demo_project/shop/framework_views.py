@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from shop.other_orms import atop_products_django, top_products_django
+from shop.top_products import atop_products_django, top_products_django
 
 __all__ = ["TopProductSerializer", "TopProductsAPIView", "top_products_async"]
 

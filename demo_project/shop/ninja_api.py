@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import NinjaAPI, Schema
 
-from shop.other_orms import TopProduct, top_products_django
+from shop.top_products import TopProduct, top_products_django
 
 __all__ = ["TopProductSchema", "api"]
 

@@ -15,15 +15,21 @@ imports no Django model at import time: ``shop.fastapi_app`` uses it without set
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any
 
 from django.db import connection
-from django.db.models import Avg, Count, QuerySet
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-if TYPE_CHECKING:
-    from shop.models import Product
+from shop.top_products import (
+    MIN_REVIEWS,
+    TOP,
+    TopProduct,
+    atop_products_django,
+    top_products_django,
+    top_products_queryset,
+)
+from shop.top_products import top_product_row as _row
 
 __all__ = [
     "MIN_REVIEWS",
@@ -44,52 +50,6 @@ __all__ = [
     "top_products_raw",
     "top_products_sqlalchemy_orm",
 ]
-
-#: A product needs this many reviews to rank: two five-star reviews are no evidence.
-MIN_REVIEWS = 15
-#: How many products the list shows.
-TOP = 10
-
-
-class TopProduct(TypedDict):
-    id: int
-    name: str
-    average_rating: float
-    reviews: int
-
-
-def _row(id: int, name: str, average: float, reviews: int) -> TopProduct:
-    return {"id": id, "name": name, "average_rating": round(float(average), 2),
-            "reviews": int(reviews)}
-
-
-# --- Django ---------------------------------------------------------------------------------
-def top_products_queryset(category_id: int, min_reviews: int = MIN_REVIEWS,
-                          top: int = TOP) -> QuerySet[Product]:
-    """Return the queryset: products with their average rating and review count, best first."""
-    from shop.models import Product  # here, so the FastAPI app can import this module bare
-
-    return (
-        Product.objects.filter(category_id=category_id)
-        .annotate(average=Avg("reviews__rating"), review_count=Count("reviews"))
-        .filter(review_count__gte=min_reviews)
-        .order_by("-average", "-review_count", "id")[:top]
-    )
-
-
-def top_products_django(category_id: int, min_reviews: int = MIN_REVIEWS,
-                        top: int = TOP) -> list[TopProduct]:
-    """Return the top products through Django's ORM, as model instances turned into dicts."""
-    return [_row(p.id, p.name, p.average, p.review_count)
-            for p in top_products_queryset(category_id, min_reviews, top)]
-
-
-async def atop_products_django(category_id: int, min_reviews: int = MIN_REVIEWS,
-                               top: int = TOP) -> list[TopProduct]:
-    """Return the same with the async ORM (``async for``), for an async view."""
-    return [_row(p.id, p.name, p.average, p.review_count)
-            async for p in top_products_queryset(category_id, min_reviews, top)]
-
 
 TOP_PRODUCTS_SQL = """
     SELECT p.id, p.name, AVG(r.rating) AS average, COUNT(r.id) AS review_count
