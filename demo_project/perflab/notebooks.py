@@ -35,10 +35,16 @@ NAV_MARKER = "<!-- navigation: generated -->"
 CONTENTS_LINK = "[Contents](../README.md#lessons)"
 # Binder guarantees 1 GB: a lesson's kernel and every server and worker it starts must fit in it.
 MEMORY_LIMIT_MB = 1024
+# The kernel's own peak. On Linux, VmHWM: getrusage's ru_maxrss carries over across exec, so a
+# kernel started by a large process (a launcher, a test runner) would report that one's peak.
 _PEAK_MEMORY_PROBE = (
     "import resource as _r, sys as _s\n"
-    "print('PERFLAB_PEAK_RSS_KB', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss"
-    " // (1024 if _s.platform == 'darwin' else 1))"
+    "try:\n"
+    "    _kb = next(int(_l.split()[1]) for _l in open('/proc/self/status')"
+    " if _l.startswith('VmHWM:'))\n"
+    "except (OSError, StopIteration):\n"
+    "    _kb = _r.getrusage(_r.RUSAGE_SELF).ru_maxrss // (1024 if _s.platform == 'darwin' else 1)\n"
+    "print('PERFLAB_PEAK_RSS_KB', _kb)"
 )
 
 
