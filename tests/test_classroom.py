@@ -126,20 +126,27 @@ def test_the_committed_guide_links_the_configured_repository() -> None:
 
 
 def test_ram_is_the_hub_plus_each_learner_s_peak_plus_headroom() -> None:
-    size = classroom.sizing(BUDGET, HUB)
+    size = classroom.sizing(None, HUB)
     assert (size.learner_mb, size.hub_mb) == (700, 300)  # the largest learner of the hub run
     assert size.ram_mb(10) == 300 + 10 * 700 + classroom.OS_HEADROOM_MB
     assert size.ram_gb(10) == 9  # 8,324 MB, rounded up to whole GB
     assert "| 10 | 9 GB (8,324 MB) | 4 | 11 |" in classroom.render_sizing(size, [])
 
 
-def test_a_hub_run_s_cpu_sets_the_reading_cores() -> None:
-    size = classroom.sizing(None, {**HUB, "cores_per_learner": 0.6})
-    assert size.cores_source == "measured in that hub run"
-    # 30 learners x 0.6 cores x a quarter of the time, rounded up, + 1 for the hub and the OS
-    assert classroom.reading_cores(30, size.cores_per_learner) == 6
-    assert "| 30 | " in classroom.render_sizing(size, []) and "| 6 | 31 |" in (
-        classroom.render_sizing(size, []))
+def test_a_learner_is_sized_for_the_heaviest_lesson_either_run_saw() -> None:
+    size = classroom.sizing(BUDGET, HUB)  # the budget's 812 MB lesson beats the hub's 700
+    assert (size.learner_mb, size.hub_mb) == (812, 300)
+    assert "budget run" in size.learner_source
+    assert classroom.sizing(BUDGET, {**HUB, "learner_peak_mb": [900]}).learner_mb == 900
+
+
+def test_the_cores_a_hub_run_kept_busy_are_reported_not_taken_for_a_learner_s() -> None:
+    size = classroom.sizing(None, {**HUB, "cores_busy": 1.75, "machine": "Linux, 2 cores"})
+    assert size.cores_per_learner == 1.0
+    assert size.cores_source == ("an assumption; in the hub run, 3 learners running lessons at "
+                                 "once kept 1.75 cores busy, 2 cores in all")
+    # 30 learners x 1 core x a quarter of the time, rounded up, + 1 for the hub and the OS
+    assert classroom.reading_cores(30, size.cores_per_learner) == 9
 
 
 def test_a_lesson_without_notes_in_the_guide_is_marked(course) -> None:

@@ -203,7 +203,8 @@ class Sizing:
     hub_mb: float
     hub_source: str
     headroom_mb: int = OS_HEADROOM_MB
-    #: Cores a learner kept busy running lessons back to back (a hub run measures it; else 1).
+    #: Cores a learner keeps busy running lessons back to back (assumed: one; a hub run says how
+    #: many cores its learners kept busy, which the source adds).
     cores_per_learner: float = 1.0
     cores_source: str = "assumed: no hub run is recorded yet"
 
@@ -227,26 +228,40 @@ def load_test_cores(learners: int) -> int:
 
 
 def sizing(budget_record: dict[str, Any] | None, hub_record: dict[str, Any] | None) -> Sizing:
-    """Pick the per-learner and hub memory from the best record there is."""
+    """Pick the per-learner memory (the largest recorded peak) and the hub's, and say whence.
+
+    The hub run measures a few lessons per learner under a real hub; the budget run measures
+    every lesson alone. A class meets the heavier of the two, so the larger peak is the one.
+    """
+    found: list[tuple[float, str]] = []
     if hub_record:
         ran = ", ".join(name[:2] for name in hub_record.get("lessons", []))
-        where = (f"the largest learner peak of the hub run of {hub_record['date']} "
-                 f"({hub_record['machine']}; {hub_record['learners']} learners at once"
-                 + (f", lessons {ran}" if ran else "") + "), `notebooks/recorded/hub.json`")
-        return Sizing(max(hub_record["learner_peak_mb"]), where, hub_record["hub_mb"],
-                      f"the hub and its proxy at their peak in that run ({hub_record['date']})",
-                      cores_per_learner=hub_record.get("cores_per_learner", 1.0),
-                      cores_source="measured in that hub run")
-    hub_source = ("TLJH's documented allowance for the hub and its services, not a measurement: "
-                  "no hub run is recorded yet")
+        found.append((max(hub_record["learner_peak_mb"]),
+                      f"the largest learner peak of the hub run of {hub_record['date']} "
+                      f"({hub_record['machine']}; {hub_record['learners']} learners at once"
+                      + (f", lessons {ran}" if ran else "") + "), `notebooks/recorded/hub.json`"))
     if budget_record:
-        peak = max(row["peak_tree_mb"] for row in budget_record["lessons"])
-        where = (f"the largest lesson peak of the budget run of {budget_record['source']['date']}, "
-                 "whole process tree, `notebooks/recorded/budget.json`")
-        return Sizing(peak, where, HUB_ALLOWANCE_MB, hub_source)
-    where = (f"no recorded run yet: the {budget.LIMIT_MB} MB limit that `make test` holds every "
-             "lesson to (an upper bound; `make budget RECORD=1` records the real peaks)")
-    return Sizing(budget.LIMIT_MB, where, HUB_ALLOWANCE_MB, hub_source)
+        found.append((max(row["peak_tree_mb"] for row in budget_record["lessons"]),
+                      f"the largest lesson peak of the budget run of "
+                      f"{budget_record['source']['date']}, whole process tree, "
+                      "`notebooks/recorded/budget.json`"))
+    if not found:
+        found.append((budget.LIMIT_MB, f"no recorded run yet: the {budget.LIMIT_MB} MB limit "
+                      "that `make test` holds every lesson to (an upper bound; `make budget "
+                      "RECORD=1` records the real peaks)"))
+    learner_mb, where = max(found)
+    cores_source = "an assumption"
+    if not hub_record:
+        return Sizing(learner_mb, where, HUB_ALLOWANCE_MB,
+                      "TLJH's documented allowance for the hub and its services, not a "
+                      "measurement: no hub run is recorded yet", cores_source=cores_source)
+    if "cores_busy" in hub_record:
+        cores_source += (f"; in the hub run, {hub_record['learners']} learners running lessons "
+                         f"at once kept {hub_record['cores_busy']:g} cores busy, "
+                         f"{hub_record['machine'].split(', ')[1]} in all")
+    return Sizing(learner_mb, where, hub_record["hub_mb"],
+                  f"the hub and its proxy at their peak in the hub run ({hub_record['date']})",
+                  cores_source=cores_source)
 
 
 def render_sizing(size: Sizing, found: list[Lesson]) -> str:
