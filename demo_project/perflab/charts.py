@@ -210,7 +210,8 @@ def waterfall_chart(
             top.axhline(ceiling.rps_per_core, color=color, linestyle="--", linewidth=1,
                         label=f"{scale}: precomputed bytes")
         bottom.bar(xs, [r.p95_ms for r in steps[scale]], width, color=color, label=scale)
-    top.set_ylabel("requests/s per server core")
+    top.set_ylabel("requests/s per server core (log)")
+    top.set_yscale("log")  # each step multiplies the rate: equal gains look equal
     top.set_title(title)
     top.legend(fontsize="small", ncol=2)
     bottom.set_ylabel("p95 latency, ms (log)")
