@@ -34,6 +34,10 @@ def test_every_request_of_a_load_test_carries_the_headers(lab: Any, served: Any)
     refused = run_load(served, [path], users=2, duration_s=1, warmup_s=0,
                        headers={"If-Match": '"another-version"'})
     assert refused.requests > 0 and refused.failures == refused.requests
+    # ...and the result says why each failed, counted as Locust counted them.
+    assert len(refused.errors) == 1 and "412" in refused.errors[0]
+    assert refused.errors[0].startswith(f"{refused.failures:,} x GET {path}: ")
+    assert "Failures: " in refused.summary()
 
 
 def test_a_304_counts_as_an_answer_not_a_failure(lab: Any, served: Any) -> None:
@@ -42,4 +46,5 @@ def test_a_304_counts_as_an_answer_not_a_failure(lab: Any, served: Any) -> None:
     revalidated = run_load(served, [path], users=2, duration_s=1, warmup_s=0,
                            headers={"If-None-Match": tag})
     assert plain.failures == 0 and revalidated.failures == 0
+    assert plain.errors == revalidated.errors == ()
     assert revalidated.requests > 0

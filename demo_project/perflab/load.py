@@ -62,6 +62,8 @@ class LoadResult:
     server_cpu: float | None = None  # the same for the server and its workers, when given
     #: Client connections each worker held midway through the run (a server lab.serve started).
     worker_connections: tuple[int, ...] | None = None
+    #: Why requests failed: one line per distinct failure, with how often it happened.
+    errors: tuple[str, ...] = ()
 
     @property
     def rps_per_core(self) -> float | None:
@@ -82,6 +84,8 @@ class LoadResult:
         )
         if self.server_cpu is not None:
             line += f"; the server used {self.server_cpu:.2f} cores"
+        if self.errors:
+            line += f". Failures: {'; '.join(self.errors)}"
         if self.generator_saturated:
             line += (
                 f". The load generator used {self.generator_cpu:.0%} of its core: it was the "
@@ -188,6 +192,7 @@ def run_load(
         "PERFLAB_LOAD_IDS": json.dumps(list(ids)),
         "PERFLAB_LOAD_SECRET": secret or "",  # the environment: only this user can read it
         "PERFLAB_LOAD_HEADERS": json.dumps(dict(headers or {})),
+        "PERFLAB_LOAD_ERRORS": str(folder / "errors.json"),
     }
     try:
         window: dict[str, Any] = {}
@@ -236,6 +241,7 @@ def run_load(
             ) / elapsed,
             server_cpu=None if server_used is None else server_used / elapsed,
             worker_connections=window.get("connections"),
+            errors=_errors(folder / "errors.json"),
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -295,9 +301,21 @@ def _cpu_used(before: dict[int, float], pids: list[int]) -> float:
     return sum(now - before.get(pid, 0.0) for pid, now in after.items())
 
 
+def _errors(path: Path) -> tuple[str, ...]:
+    """Return Locust's failures of the measured window, one line each, the most frequent first."""
+    if not path.exists():
+        return ()
+    entries = sorted(json.loads(path.read_text()), key=lambda entry: -entry["occurrences"])
+    return tuple(
+        f"{entry['occurrences']:,} x {entry['method']} {entry['name']}: {entry['error']}"
+        for entry in entries
+    )
+
+
 def _result(
     stats: Path, *, label: str, users: int, elapsed: float, generator_cpu: float,
     server_cpu: float | None = None, worker_connections: tuple[int, ...] | None = None,
+    errors: tuple[str, ...] = (),
 ) -> LoadResult:
     entries = json.loads(stats.read_text())
     count = sum(entry["num_requests"] for entry in entries)
@@ -322,4 +340,5 @@ def _result(
         generator_cpu=generator_cpu,
         server_cpu=server_cpu,
         worker_connections=worker_connections,
+        errors=errors,
     )

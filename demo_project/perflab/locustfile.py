@@ -14,6 +14,8 @@ A webhook's load: ``PERFLAB_LOAD_METHOD`` (``POST``), ``PERFLAB_LOAD_IDS`` (a JS
 a path's ``{id}`` takes the next one, each once: the run ends when they run out) and
 ``PERFLAB_LOAD_SECRET`` (sign each path as the payment provider does, ``shop.signatures``).
 ``PERFLAB_LOAD_HEADERS`` (a JSON object) adds the same headers to every request.
+``PERFLAB_LOAD_ERRORS`` names a file that gets, as JSON, each distinct failure of the measured
+window and how often it happened (Locust's own failure statistics), so a failed request says why.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ METHOD = os.environ.get("PERFLAB_LOAD_METHOD") or "GET"
 IDS: list[int] = json.loads(os.environ.get("PERFLAB_LOAD_IDS") or "[]")
 SECRET = os.environ.get("PERFLAB_LOAD_SECRET") or ""
 HEADERS: dict[str, str] = json.loads(os.environ.get("PERFLAB_LOAD_HEADERS") or "{}")
+ERRORS = os.environ.get("PERFLAB_LOAD_ERRORS")
 _turns = itertools.count()
 _measured = itertools.count()
 _measuring = False
@@ -53,6 +56,18 @@ def _warm_up_then_measure(environment: Any, **_: Any) -> None:
             Path(MARK).touch()
 
     gevent.spawn_later(WARMUP_S, begin)
+
+
+@events.quitting.add_listener
+def _write_errors(environment: Any, **_: Any) -> None:
+    if not ERRORS:
+        return
+    errors = [
+        {"method": error.method, "name": error.name, "error": str(error.error),
+         "occurrences": error.occurrences}
+        for error in environment.runner.stats.errors.values()
+    ]
+    Path(ERRORS).write_text(json.dumps(errors))
 
 
 class Visitor(FastHttpUser):
