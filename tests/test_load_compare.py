@@ -59,3 +59,17 @@ def test_unsteady_results_are_marked_and_their_ratios_not_recorded() -> None:
     assert comparison.sentence("lucky").records == []
     with pytest.raises(UnknownChoice):
         compare_loads(result("1 worker", 10.0), unsteady=["typo"])
+
+
+def test_the_table_says_why_requests_failed_and_nothing_when_none_did() -> None:
+    from dataclasses import replace
+
+    clean = result("DRF", 100.0)
+    failing = replace(result("FastAPI", 400.0), failures=3,
+                      errors=("3 x GET /top/: HTTPError('500 Server Error')",))
+    assert "failed:" not in str(compare_loads(clean, result("Ninja", 120.0)))
+    comparison = compare_loads(clean, failing)
+    assert comparison.failure_lines() == ["FastAPI: 3 x GET /top/: HTTPError('500 Server Error')"]
+    assert str(comparison).endswith("\n  failed: FastAPI: 3 x GET /top/: "
+                                    "HTTPError('500 Server Error')")
+    assert "<p>failed: FastAPI: 3 x GET /top/: HTTPError(&#x27;500" in comparison._repr_html_()

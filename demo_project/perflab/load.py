@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +37,10 @@ from perflab import accounts
 from perflab.errors import PerflabError, ServiceUnavailable
 from perflab.paths import runtime_dir
 
-__all__ = ["QUICK_DURATION_S", "SATURATED", "LoadResult", "cpu_seconds", "percentile", "run_load"]
+__all__ = [
+    "QUICK_DURATION_S", "SATURATED", "LoadResult", "cpu_seconds", "failure_lines", "percentile",
+    "run_load",
+]
 
 QUICK_DURATION_S = 1.0
 #: A generator that used this share of its one core or more was the bottleneck.
@@ -95,6 +98,11 @@ class LoadResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def failure_lines(results: Iterable[LoadResult]) -> list[str]:
+    """Return why requests failed in ``results``, one line per distinct failure: none if none."""
+    return [f"{result.label}: {error}" for result in results for error in result.errors]
 
 
 def _check_loopback(url: str) -> None:

@@ -10,6 +10,7 @@ marks it and its ratio is not recorded.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from perflab.compare import TOLERANCE, Sentence, html_table, labelled, ratio_record, text_table
 from perflab.errors import PerflabError
 from perflab.formatting import describe_ratio, format_ratio, safe_ratio
-from perflab.load import LoadResult
+from perflab.load import LoadResult, failure_lines
 
 __all__ = ["LoadComparison", "compare_loads"]
 
@@ -82,11 +83,19 @@ class LoadComparison:
                          f"{r.failures:,}", cores, versus))
         return rows
 
+    def failure_lines(self) -> list[str]:
+        """Return why requests failed, one line per distinct failure (none when none did)."""
+        return failure_lines(self.results)
+
     def __str__(self) -> str:
-        return text_table(self.title, self.rows())
+        table = text_table(self.title, self.rows())
+        reasons = self.failure_lines()
+        return table + "".join(f"\n  failed: {line}" for line in reasons)
 
     def _repr_html_(self) -> str:
-        return html_table(self.title, self.rows())
+        reasons = self.failure_lines()
+        footer = "".join(f"<p>failed: {html.escape(line)}</p>" for line in reasons)
+        return html_table(self.title, self.rows()) + footer
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None

@@ -4,8 +4,9 @@
 network and measures them: ``serve`` (gunicorn or uvicorn workers, ``perflab.web``),
 ``edge_cache`` (nginx in front of it, ``perflab.edge``), ``slow_upstream``, ``smtp_server``
 and ``celery_worker`` (``perflab.tasks_worker``), ``load`` (Locust, ``perflab.load``),
-``compare_loads`` (``perflab.load_compare``), ``capacity`` and ``cores``
-(``perflab.capacity``), and PgBouncer and connection counts (``perflab.db_connections``).
+``compare_loads`` (``perflab.load_compare``), ``load_failures`` (why requests failed),
+``capacity`` and ``cores`` (``perflab.capacity``), and PgBouncer and connection counts
+(``perflab.db_connections``).
 ``run_async`` runs a coroutine as an ASGI worker runs an async request (``perflab.event_loop``).
 Each server runs on the lab's own database copy and stops with the kernel.
 """
@@ -19,7 +20,7 @@ from perflab import event_loop, services, tasks_worker, web
 from perflab.capacity import available_cores, capacity
 from perflab.db_connections import Pooling
 from perflab.errors import ServiceUnavailable
-from perflab.load import run_load
+from perflab.load import failure_lines, run_load
 from perflab.load_compare import compare_loads
 
 __all__ = ["Serving"]
@@ -35,6 +36,7 @@ class Serving(Pooling):
     database_settings: dict[str, Any]
     load = staticmethod(run_load)
     compare_loads = staticmethod(compare_loads)
+    load_failures = staticmethod(failure_lines)
     capacity = staticmethod(capacity)
     cores = staticmethod(available_cores)
     run_async = staticmethod(event_loop.run)
